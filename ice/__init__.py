@@ -1,0 +1,1 @@
+"""ICE (RFC 8445) agent. Under construction."""

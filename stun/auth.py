@@ -1,0 +1,132 @@
+"""STUN credentials: short-term and long-term keys, USERHASH and the RFC 8489 nonce cookie.
+
+Passwords are used as their UTF-8 bytes. RFC 8489 asks for OpaqueString (PRECIS)
+preparation, which leaves every password made of printable ASCII unchanged; a caller that
+needs full PRECIS preparation can pass an already prepared password.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from .attributes import PasswordAlgorithm
+
+NONCE_COOKIE = "obMatJos2"
+"""The prefix of a nonce that carries RFC 8489 security feature bits (section 9.2)."""
+
+AlgorithmName = Literal["md5", "sha256"]
+
+_ALGORITHMS: dict[str | int, PasswordAlgorithm] = {
+    "md5": PasswordAlgorithm.MD5,
+    "sha256": PasswordAlgorithm.SHA256,
+    "sha-256": PasswordAlgorithm.SHA256,
+    PasswordAlgorithm.MD5: PasswordAlgorithm.MD5,
+    PasswordAlgorithm.SHA256: PasswordAlgorithm.SHA256,
+}
+
+
+def password_algorithm(algorithm: AlgorithmName | int) -> PasswordAlgorithm:
+    """Normalise ``"md5"``, ``"sha256"`` or a :class:`PasswordAlgorithm` number."""
+    key = algorithm.lower() if isinstance(algorithm, str) else algorithm
+    try:
+        return _ALGORITHMS[key]
+    except KeyError:
+        raise ValueError(f"unknown password algorithm: {algorithm!r}") from None
+
+
+def short_term_key(password: str) -> bytes:
+    """The HMAC key of short-term credentials (ICE checks): the password itself."""
+    return password.encode("utf-8")
+
+
+def long_term_key(
+    username: str, realm: str, password: str, algorithm: AlgorithmName | int = "md5"
+) -> bytes:
+    """The HMAC key of long-term credentials: MD5 or SHA-256 of ``username:realm:password``."""
+    material = f"{username}:{realm}:{password}".encode()
+    if password_algorithm(algorithm) is PasswordAlgorithm.SHA256:
+        return hashlib.sha256(material).digest()
+    return hashlib.md5(material, usedforsecurity=False).digest()
+
+
+def userhash(username: str, realm: str) -> bytes:
+    """The USERHASH attribute value: SHA-256 of ``username:realm`` (RFC 8489 section 14.4)."""
+    return hashlib.sha256(f"{username}:{realm}".encode()).digest()
+
+
+@dataclass(frozen=True, slots=True)
+class NonceFeatures:
+    """The security features a server announces in a nonce cookie (RFC 8489 section 18.8).
+
+    Bits are read as the RFC 8489 errata and libjuice do: bit 0, the least significant,
+    is password algorithms; bit 1 is username anonymity.
+    """
+
+    password_algorithms: bool = False
+    username_anonymity: bool = False
+
+    @property
+    def bits(self) -> int:
+        """The 24-bit security feature set."""
+        return int(self.password_algorithms) | (int(self.username_anonymity) << 1)
+
+    def cookie(self) -> str:
+        """The nonce prefix that announces these features: the cookie and 4 base64 chars."""
+        return NONCE_COOKIE + base64.b64encode(self.bits.to_bytes(3, "big")).decode()
+
+
+def nonce_features(nonce: str) -> NonceFeatures | None:
+    """The security features of a nonce that starts with the cookie, else None."""
+    if not nonce.startswith(NONCE_COOKIE) or len(nonce) < len(NONCE_COOKIE) + 4:
+        return None
+    encoded = nonce[len(NONCE_COOKIE) : len(NONCE_COOKIE) + 4]
+    try:
+        bits = int.from_bytes(base64.b64decode(encoded, validate=True), "big")
+    except (binascii.Error, ValueError):
+        return None
+    return NonceFeatures(password_algorithms=bool(bits & 1), username_anonymity=bool(bits & 2))
+
+
+# -- HMAC with a cached per-key state --------------------------------------------------------
+
+_NewState = Callable[[bytes, bytes, str], Any]
+
+try:  # CPython's OpenSSL binding: the same HMAC as the hmac module without its Python wrapper.
+    from _hashlib import hmac_new as _openssl_hmac_new
+
+    _new_state: _NewState = _openssl_hmac_new
+except ImportError:  # pragma: no cover - other interpreters
+    _new_state = hmac.new
+
+_CACHE_LIMIT = 512
+_states: dict[tuple[bytes, str], Any] = {}
+
+
+def _state(key: bytes, digest: str) -> Any:
+    cache_key = (key, digest)
+    state = _states.get(cache_key)
+    if state is None:
+        if len(_states) >= _CACHE_LIMIT:
+            _states.clear()
+        state = _states[cache_key] = _new_state(key, b"", digest)
+    return state
+
+
+def hmac_sha1(key: bytes, data: bytes | bytearray) -> bytes:
+    """HMAC-SHA1 of ``data`` from a cached keyed state."""
+    mac = _state(key, "sha1").copy()
+    mac.update(data)
+    return bytes(mac.digest())
+
+
+def hmac_sha256(key: bytes, data: bytes | bytearray) -> bytes:
+    """HMAC-SHA256 of ``data`` from a cached keyed state."""
+    mac = _state(key, "sha256").copy()
+    mac.update(data)
+    return bytes(mac.digest())

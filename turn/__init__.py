@@ -1,0 +1,1 @@
+"""TURN (RFC 8656) client: allocations, permissions, channels. Under construction."""
