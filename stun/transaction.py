@@ -33,7 +33,7 @@ class ClientTransaction:
 
     After :attr:`done`, exactly one of :attr:`response` (a success) or :attr:`error`
     (an :class:`ErrorResponse`, :class:`TransactionTimeout` or :class:`IntegrityError`)
-    is set.
+    is set. ``timeout`` cuts the schedule short: the transaction fails then at the latest.
     """
 
     __slots__ = (
@@ -67,6 +67,7 @@ class ClientTransaction:
         rc: int = DEFAULT_RC,
         rm: int = DEFAULT_RM,
         reliable_timeout: float = RELIABLE_TIMEOUT,
+        timeout: float | None = None,
     ) -> None:
         if len(request) < 20:
             raise ValueError("a STUN request is at least 20 bytes")
@@ -94,6 +95,8 @@ class ClientTransaction:
             self._sends_left = rc - 1
             self._next_send = now + rto
             self._deadline = now + rto * (2 ** (rc - 1) - 1) + rm * rto
+        if timeout is not None:
+            self._deadline = min(self._deadline, now + timeout)
         self.transmissions = 1
 
     @property
@@ -172,9 +175,7 @@ class ClientTransaction:
         self._discarded += 1
         if self.reliable:
             self.done = True
-            self.error = IntegrityError(
-                "the response failed its integrity check (wrong password?)"
-            )
+            self.error = IntegrityError("the response failed its integrity check (wrong password?)")
 
     def _fail(self) -> None:
         self.done = True

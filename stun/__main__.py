@@ -1,0 +1,128 @@
+"""``python -m stun``: probe a STUN server, discover NAT behaviour, run a server."""
+
+from __future__ import annotations
+
+import argparse
+import ssl
+import sys
+
+from . import cli
+from .client import binding
+from .nat import discover
+from .uri import ServerAddress, Transport, parse_server
+
+EXAMPLES = """\
+examples:
+  stun probe 127.0.0.1:3478            Binding over UDP; prints the mapped address and RTT
+  stun probe stuns:stun.example.org --json
+  stun nat 127.0.0.1:3478              RFC 5780 mapping and filtering behaviour
+  stun serve --bind 127.0.0.1:3478 --alt 127.0.0.2:3479
+
+Only the servers you name are contacted.
+exit codes: 0 ok, 1 the server failed or could not be reached, 2 bad usage
+"""
+
+
+def _address(text: str) -> ServerAddress:
+    try:
+        return parse_server(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = cli.common_options()
+    parser = argparse.ArgumentParser(
+        prog="stun",
+        description="STUN (RFC 8489) tools: probe servers, discover NAT behaviour, serve.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    probe = commands.add_parser(
+        "probe", parents=[common], help="send a Binding request, print the mapped address"
+    )
+    probe.add_argument("server", type=_address, help="HOST[:PORT] or stun:/stuns: URI")
+    kind = probe.add_mutually_exclusive_group()
+    kind.add_argument("--tcp", action="store_const", const="tcp", dest="transport")
+    kind.add_argument("--tls", action="store_const", const="tls", dest="transport")
+    probe.add_argument("--cafile", help="trust this CA bundle for --tls")
+    probe.add_argument("--insecure", action="store_true", help="do not verify the TLS certificate")
+
+    nat = commands.add_parser(
+        "nat", parents=[common], help="RFC 5780 NAT mapping and filtering discovery"
+    )
+    nat.add_argument("server", type=_address, help="HOST[:PORT] of an RFC 5780 server")
+    return parser
+
+
+def _tls_context(args: argparse.Namespace) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=args.cafile)
+    if args.insecure:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def _hostport(address: tuple[str, int]) -> str:
+    host, port = address
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+async def _probe(args: argparse.Namespace) -> int:
+    transport: Transport = args.transport or args.server.transport
+    context = _tls_context(args) if transport == "tls" else None
+    result = await binding(
+        args.server, transport=transport, ssl_context=context, timeout=args.timeout
+    )
+    record = {
+        "server": str(args.server),
+        "transport": transport,
+        "server_address": _hostport(result.server),
+        "local": _hostport(result.local),
+        "mapped": _hostport(result.mapped_address),
+        "rtt_ms": round(result.rtt * 1000, 3),
+    }
+    text = (
+        f"mapped {record['mapped']} (local {record['local']}) from {transport}"
+        f" {record['server_address']} in {record['rtt_ms']} ms"
+    )
+    if args.verbose:
+        text += f"\n{result.response!r}"
+    cli.emit(args, record, text)
+    return cli.EXIT_OK
+
+
+async def _nat(args: argparse.Namespace) -> int:
+    report = await discover(args.server, timeout=args.timeout or 3.0)
+    record = {
+        "server": str(args.server),
+        "local": _hostport(report.local_address),
+        "mapped": _hostport(report.mapped_address),
+        "other_address": _hostport(report.other_address),
+        "behind_nat": report.behind_nat,
+        "mapping": report.mapping.value,
+        "filtering": report.filtering.value,
+    }
+    nat_line = "behind a NAT" if report.behind_nat else "no NAT (the server sees our own address)"
+    text = (
+        f"{nat_line}\n"
+        f"mapping:   {report.mapping.value}\n"
+        f"filtering: {report.filtering.value}\n"
+        f"local {record['local']}, mapped {record['mapped']}, server's other address"
+        f" {record['other_address']}"
+    )
+    cli.emit(args, record, text)
+    return cli.EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``stun`` command."""
+    args = _parser().parse_args(argv)
+    command = {"probe": _probe, "nat": _nat}[args.command]
+    return cli.run(lambda: command(args), "stun", as_json=args.json)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

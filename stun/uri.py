@@ -1,0 +1,64 @@
+"""Server addresses as people write them: ``host``, ``host:port``, ``[v6]:port``, ``stun:`` URIs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Transport = Literal["udp", "tcp", "tls"]
+
+DEFAULT_PORT = 3478
+DEFAULT_TLS_PORT = 5349
+TRANSPORTS: tuple[Transport, ...] = ("udp", "tcp", "tls")
+
+
+@dataclass(frozen=True, slots=True)
+class ServerAddress:
+    """Where a STUN server is: host name or IP literal, port and transport."""
+
+    host: str
+    port: int
+    transport: Transport = "udp"
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
+def split_host_port(text: str, default_port: int) -> tuple[str, int]:
+    """Split ``host``, ``host:port``, ``[v6]`` or ``[v6]:port``; a bare IPv6 literal works too."""
+    text = text.strip()
+    if text.startswith("["):
+        host, sep, rest = text[1:].partition("]")
+        if not sep or (rest and not rest.startswith(":")):
+            raise ValueError(f"malformed address: {text!r}")
+        port_text = rest[1:]
+    elif text.count(":") == 1:
+        host, port_text = text.split(":")
+    else:
+        host, port_text = text, ""
+    if not host:
+        raise ValueError(f"no host in {text!r}")
+    if not port_text:
+        return host, default_port
+    if not port_text.isdigit() or not 0 < int(port_text) <= 0xFFFF:
+        raise ValueError(f"bad port in {text!r}")
+    return host, int(port_text)
+
+
+def parse_server(text: str, transport: Transport | None = None) -> ServerAddress:
+    """Parse a server given as ``host[:port]`` or a ``stun:``/``stuns:`` URI (RFC 7064).
+
+    ``transport`` overrides what the text implies; ``stuns:`` means TLS. The default
+    port is 3478, or 5349 for TLS.
+    """
+    scheme, sep, rest = text.partition(":")
+    implied: Transport = "udp"
+    if sep and scheme.lower() in ("stun", "stuns") and not rest.startswith("//"):
+        implied = "tls" if scheme.lower() == "stuns" else "udp"
+        text = rest
+    chosen = transport or implied
+    if chosen not in TRANSPORTS:
+        raise ValueError(f"unknown transport {chosen!r}")
+    host, port = split_host_port(text, DEFAULT_TLS_PORT if chosen == "tls" else DEFAULT_PORT)
+    return ServerAddress(host, port, chosen)
