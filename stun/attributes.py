@@ -206,7 +206,8 @@ def _enc_u32(value: int, tid: bytes) -> bytes:
 
 
 def _dec_u32(buf: bytes, start: int, end: int, tid: bytes) -> int:
-    return int(_U32.unpack_from(buf, start)[0])
+    value: int = _U32.unpack_from(buf, start)[0]
+    return value
 
 
 def _enc_u64(value: int, tid: bytes) -> bytes:
@@ -214,7 +215,8 @@ def _enc_u64(value: int, tid: bytes) -> bytes:
 
 
 def _dec_u64(buf: bytes, start: int, end: int, tid: bytes) -> int:
-    return int(_U64.unpack_from(buf, start)[0])
+    value: int = _U64.unpack_from(buf, start)[0]
+    return value
 
 
 def _enc_u16_padded(value: int, tid: bytes) -> bytes:
@@ -342,66 +344,86 @@ def _check_sha256_length(buf: bytes, start: int, end: int) -> str | None:
 
 
 class Codec(NamedTuple):
-    """How one attribute type is encoded, decoded and checked."""
+    """How one attribute type is encoded, decoded and checked.
+
+    ``check_span`` is how many leading value bytes ``check`` reads (0 when it only looks
+    at the length): :func:`stun.decode` reuses the layout it learnt from one message for
+    another only when these bytes match too. ``memo`` says whether encoded attributes of
+    this type may be remembered by value (not for one-off payloads such as DATA).
+    """
 
     encode: Encoder
     decode: Decoder
     min_length: int
     max_length: int
     check: Check | None = None
+    check_span: int = 0
+    memo: bool = True
 
 
 _ANY = 0xFFFF
-_ADDRESS = Codec(_enc_address, _dec_address, 8, 20, _check_address)
-_XOR_ADDRESS = Codec(_enc_xor_address, _dec_xor_address, 8, 20, _check_address)
+_ADDRESS = Codec(_enc_address, _dec_address, 8, 20, _check_address, check_span=2)
+_XOR_ADDRESS = Codec(_enc_xor_address, _dec_xor_address, 8, 20, _check_address, check_span=2)
 _U32_CODEC = Codec(_enc_u32, _dec_u32, 4, 4)
 _FAMILY = Codec(_enc_u8_padded, _dec_u8_padded, 4, 4)
+_TEXT_512 = Codec(_enc_text, _dec_text, 0, 512)
+_TEXT_763 = Codec(_enc_text, _dec_text, 0, 763)
+_ERROR_CODE = Codec(_enc_error_code, _dec_error_code, 4, 4 + 763, _check_error_code, 4)
+_PAYLOAD = Codec(_enc_bytes, _dec_bytes, 0, _ANY, memo=False)
+_TIE_BREAKER = Codec(_enc_u64, _dec_u64, 8, 8)
 
 CODECS: dict[int, Codec] = {
     Attr.MAPPED_ADDRESS: _ADDRESS,
     Attr.CHANGE_REQUEST: _U32_CODEC,
-    Attr.USERNAME: Codec(_enc_text, _dec_text, 0, 512),
-    Attr.MESSAGE_INTEGRITY: Codec(_enc_bytes, _dec_bytes, 20, 20),
-    Attr.ERROR_CODE: Codec(_enc_error_code, _dec_error_code, 4, 4 + 763, _check_error_code),
+    Attr.USERNAME: _TEXT_512,
+    Attr.MESSAGE_INTEGRITY: Codec(_enc_bytes, _dec_bytes, 20, 20, memo=False),
+    Attr.ERROR_CODE: _ERROR_CODE,
     Attr.UNKNOWN_ATTRIBUTES: Codec(
         _enc_unknown_attributes, _dec_unknown_attributes, 0, _ANY, _check_even
     ),
     Attr.CHANNEL_NUMBER: Codec(_enc_u16_padded, _dec_u16_padded, 4, 4),
     Attr.LIFETIME: _U32_CODEC,
     Attr.XOR_PEER_ADDRESS: _XOR_ADDRESS,
-    Attr.DATA: Codec(_enc_bytes, _dec_bytes, 0, _ANY),
-    Attr.REALM: Codec(_enc_text, _dec_text, 0, 763),
-    Attr.NONCE: Codec(_enc_text, _dec_text, 0, 763),
+    Attr.DATA: _PAYLOAD,
+    Attr.REALM: _TEXT_763,
+    Attr.NONCE: _TEXT_763,
     Attr.XOR_RELAYED_ADDRESS: _XOR_ADDRESS,
     Attr.REQUESTED_ADDRESS_FAMILY: _FAMILY,
     Attr.EVEN_PORT: Codec(_enc_even_port, _dec_even_port, 1, 1),
     Attr.REQUESTED_TRANSPORT: Codec(_enc_u8_padded, _dec_u8_padded, 4, 4),
     Attr.DONT_FRAGMENT: Codec(_enc_flag, _dec_flag, 0, 0),
-    Attr.MESSAGE_INTEGRITY_SHA256: Codec(_enc_bytes, _dec_bytes, 16, 32, _check_sha256_length),
+    Attr.MESSAGE_INTEGRITY_SHA256: Codec(
+        _enc_bytes, _dec_bytes, 16, 32, _check_sha256_length, memo=False
+    ),
     Attr.PASSWORD_ALGORITHM: Codec(
-        _enc_password_algorithm, _dec_password_algorithm, 4, _ANY, _check_password_algorithm
+        _enc_password_algorithm, _dec_password_algorithm, 4, _ANY, _check_password_algorithm, 4
     ),
     Attr.USERHASH: Codec(_enc_bytes, _dec_bytes, 32, 32),
     Attr.XOR_MAPPED_ADDRESS: _XOR_ADDRESS,
-    Attr.RESERVATION_TOKEN: Codec(_enc_bytes, _dec_bytes, 8, 8),
+    Attr.RESERVATION_TOKEN: Codec(_enc_bytes, _dec_bytes, 8, 8, memo=False),
     Attr.PRIORITY: _U32_CODEC,
     Attr.USE_CANDIDATE: Codec(_enc_flag, _dec_flag, 0, 0),
-    Attr.PADDING: Codec(_enc_bytes, _dec_bytes, 0, _ANY),
+    Attr.PADDING: _PAYLOAD,
     Attr.RESPONSE_PORT: Codec(_enc_u16_padded, _dec_u16_padded, 4, 4),
     Attr.ADDITIONAL_ADDRESS_FAMILY: _FAMILY,
     Attr.ADDRESS_ERROR_CODE: Codec(
-        _enc_address_error, _dec_address_error, 4, 4 + 763, _check_error_code
+        _enc_address_error, _dec_address_error, 4, 4 + 763, _check_error_code, 4
     ),
     Attr.PASSWORD_ALGORITHMS: Codec(
-        _enc_password_algorithms, _dec_password_algorithms, 0, _ANY, _check_password_algorithms
+        _enc_password_algorithms,
+        _dec_password_algorithms,
+        0,
+        _ANY,
+        _check_password_algorithms,
+        check_span=_ANY,
     ),
     Attr.ALTERNATE_DOMAIN: Codec(_enc_text, _dec_text, 0, 255),
-    Attr.ICMP: Codec(_enc_icmp, _dec_icmp, 8, 8),
-    Attr.SOFTWARE: Codec(_enc_text, _dec_text, 0, 763),
+    Attr.ICMP: Codec(_enc_icmp, _dec_icmp, 8, 8, memo=False),
+    Attr.SOFTWARE: _TEXT_763,
     Attr.ALTERNATE_SERVER: _ADDRESS,
-    Attr.FINGERPRINT: _U32_CODEC,
-    Attr.ICE_CONTROLLED: Codec(_enc_u64, _dec_u64, 8, 8),
-    Attr.ICE_CONTROLLING: Codec(_enc_u64, _dec_u64, 8, 8),
+    Attr.FINGERPRINT: Codec(_enc_u32, _dec_u32, 4, 4, memo=False),
+    Attr.ICE_CONTROLLED: _TIE_BREAKER,
+    Attr.ICE_CONTROLLING: _TIE_BREAKER,
     Attr.RESPONSE_ORIGIN: _ADDRESS,
     Attr.OTHER_ADDRESS: _ADDRESS,
 }

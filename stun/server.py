@@ -11,7 +11,7 @@ Answers are kept as small as the RFCs allow, so that the server is no amplifier:
 - 400 Bad Request when a request decodes but cannot be served (a method other than
   Binding, PADDING with RESPONSE-PORT, RESPONSE-PORT 0);
 - 420 Unknown Attribute with UNKNOWN-ATTRIBUTES for comprehension-required attributes
-  the server does not understand, or does not offer (CHANGE-REQUEST without an alternate
+  the server does not understand or does not offer (CHANGE-REQUEST without an alternate
   address, RESPONSE-PORT and PADDING unless enabled);
 - silence, counted in :class:`ServerStats`, for anything that does not decode, for
   indications and responses, and for a FINGERPRINT that does not verify.
@@ -19,8 +19,9 @@ Answers are kept as small as the RFCs allow, so that the server is no amplifier:
 Given an alternate address (RFC 5780 NAT behaviour discovery), the server answers on four
 UDP sockets A1:P1, A1:P2, A2:P1 and A2:P2, honours CHANGE-REQUEST by answering from the
 socket it names, and adds MAPPED-ADDRESS, RESPONSE-ORIGIN and OTHER-ADDRESS to successes.
-Streams (TCP, TLS) are answered on their own connection, so CHANGE-REQUEST and
-RESPONSE-PORT get a 420 there.
+RESPONSE-PORT and PADDING work with or without it (RFC 5780 section 5). A message from a
+stream (TCP, TLS) is answered on its own connection, so CHANGE-REQUEST and RESPONSE-PORT
+get a 420 there.
 """
 
 from __future__ import annotations
@@ -80,20 +81,19 @@ def _normalise(address: Address) -> tuple[int, Address]:
     return family, (socket.inet_ntop(family, packed), port)
 
 
-def _opposites(primary: Address, alternate: Address) -> dict[Address, Address]:
-    """Each of the four RFC 5780 sockets mapped to its OTHER-ADDRESS (other IP, other port)."""
+def check_alternate(primary: Address, alternate: Address) -> tuple[Address, Address]:
+    """Check an RFC 5780 address pair; return both with their IPs in canonical form.
+
+    The IPs must be specific, of one family, and differ; the ports must differ, except
+    that port 0 (any port, before binding) is allowed on either side.
+    """
     family1, (a1, p1) = _normalise(primary)
     family2, (a2, p2) = _normalise(alternate)
     if family1 != family2:
         raise ValueError("the primary and alternate addresses must be of one address family")
-    if a1 == a2 or p1 == p2 or not (0 < p1 <= 0xFFFF and 0 < p2 <= 0xFFFF):
+    if a1 == a2 or (p1 and p1 == p2):
         raise ValueError("the alternate address must differ from the primary in IP and port")
-    return {
-        (a1, p1): (a2, p2),
-        (a1, p2): (a2, p1),
-        (a2, p1): (a1, p2),
-        (a2, p2): (a1, p1),
-    }
+    return (a1, p1), (a2, p2)
 
 
 class StunServer:
@@ -118,9 +118,18 @@ class StunServer:
     ) -> None:
         if (primary is None) != (alternate is None):
             raise ValueError("RFC 5780 mode needs both a primary and an alternate address")
-        self._opposite = (
-            _opposites(primary, alternate) if primary is not None and alternate is not None else {}
-        )
+        self._opposite: dict[Address, Address] = {}
+        if primary is not None and alternate is not None:
+            (a1, p1), (a2, p2) = check_alternate(primary, alternate)
+            if not (p1 and p2):
+                raise ValueError("RFC 5780 mode needs the bound ports, not port 0")
+            # Each socket's OTHER-ADDRESS: the other IP with the other port.
+            self._opposite = {
+                (a1, p1): (a2, p2),
+                (a1, p2): (a2, p1),
+                (a2, p1): (a1, p2),
+                (a2, p2): (a1, p1),
+            }
         self._software = software
         self._response_port = response_port
         self._padding = padding
@@ -133,14 +142,14 @@ class StunServer:
 
     def handle_datagram(self, data: bytes, local: Address, remote: Address) -> Transmit | None:
         """Handle one datagram that ``local`` received from ``remote``."""
-        return self._handle(data, local, remote, self._opposite.get(local))
+        return self._handle(data, local, remote, self._opposite.get(local), True)
 
     def handle_frame(self, data: bytes, local: Address, remote: Address) -> Transmit | None:
         """Handle one message framed on a stream; the answer goes back on that stream."""
-        return self._handle(data, local, remote, None)
+        return self._handle(data, local, remote, None, False)
 
     def _handle(
-        self, data: bytes, local: Address, remote: Address, other: Address | None
+        self, data: bytes, local: Address, remote: Address, other: Address | None, datagram: bool
     ) -> Transmit | None:
         stats = self.stats
         stats.received += 1
@@ -152,27 +161,26 @@ class StunServer:
         if request.cls is not Class.REQUEST:
             stats.dropped_not_request += 1
             return None
-        fingerprint = request.has_fingerprint
-        if fingerprint and not request.check_fingerprint():
+        if request.has_fingerprint and not request.check_fingerprint():
             stats.dropped_bad_fingerprint += 1
             return None
         if request.method != Method.BINDING:
-            return self._error(request, 400, local, remote)
+            return self._bad_request(request, local, remote)
 
         unknown = request.unknown_required()
         if other is None and Attr.CHANGE_REQUEST in request:
             unknown.append(Attr.CHANGE_REQUEST)
-        if (other is None or not self._response_port) and Attr.RESPONSE_PORT in request:
+        if not (datagram and self._response_port) and Attr.RESPONSE_PORT in request:
             unknown.append(Attr.RESPONSE_PORT)
         if not self._padding and Attr.PADDING in request:
             unknown.append(Attr.PADDING)
         if unknown:
-            return self._error(request, 420, local, remote, unknown)
+            return self._unknown_attributes(request, local, remote, unknown)
 
         response_port: int | None = request.get(Attr.RESPONSE_PORT)
         padding: bytes | None = request.get(Attr.PADDING)
         if response_port == 0 or (response_port is not None and padding is not None):
-            return self._error(request, 400, local, remote)
+            return self._bad_request(request, local, remote)
 
         mapped = (remote[0].partition("%")[0], remote[1])
         attributes: list[tuple[int, Any]] = [(Attr.XOR_MAPPED_ADDRESS, mapped)]
@@ -188,40 +196,36 @@ class StunServer:
                 (Attr.RESPONSE_ORIGIN, source),
                 (Attr.OTHER_ADDRESS, other),
             )
-        if self._software is not None:
-            attributes.append((Attr.SOFTWARE, self._software))
-        response = Message(Method.BINDING, Class.SUCCESS, request.transaction_id, attributes)
+        response = self._response(request, Class.SUCCESS, attributes)
         if padding is not None:
-            _add_padding(response, len(padding), fingerprint)
+            _add_padding(response, len(padding), request.has_fingerprint)
         stats.answered += 1
         destination = remote if response_port is None else (remote[0], response_port)
-        return Transmit(response.encode(fingerprint=fingerprint), source, destination)
+        return Transmit(response.encode(fingerprint=request.has_fingerprint), source, destination)
 
-    def _error(
-        self,
-        request: Message,
-        code: int,
-        local: Address,
-        remote: Address,
-        unknown: list[int] | None = None,
+    def _bad_request(self, request: Message, local: Address, remote: Address) -> Transmit:
+        self.stats.errors_400 += 1
+        response = self._response(request, Class.ERROR, [(Attr.ERROR_CODE, (400, "Bad Request"))])
+        return Transmit(response.encode(fingerprint=request.has_fingerprint), local, remote)
+
+    def _unknown_attributes(
+        self, request: Message, local: Address, remote: Address, unknown: list[int]
     ) -> Transmit:
-        attributes: list[tuple[int, Any]]
-        if unknown is None:
-            self.stats.errors_400 += 1
-            attributes = [(Attr.ERROR_CODE, (code, "Bad Request"))]
-        else:
-            self.stats.errors_420 += 1
-            attributes = [
-                (Attr.ERROR_CODE, (code, "Unknown Attribute")),
-                (Attr.UNKNOWN_ATTRIBUTES, tuple(unknown)),
-            ]
+        self.stats.errors_420 += 1
+        attributes: list[tuple[int, Any]] = [
+            (Attr.ERROR_CODE, (420, "Unknown Attribute")),
+            (Attr.UNKNOWN_ATTRIBUTES, tuple(unknown)),
+        ]
+        response = self._response(request, Class.ERROR, attributes)
+        return Transmit(response.encode(fingerprint=request.has_fingerprint), local, remote)
+
+    def _response(self, request: Message, cls: Class, attributes: list[tuple[int, Any]]) -> Message:
         if self._software is not None:
             attributes.append((Attr.SOFTWARE, self._software))
-        response = Message(request.method, Class.ERROR, request.transaction_id, attributes)
-        return Transmit(response.encode(fingerprint=request.has_fingerprint), local, remote)
+        return Message(request.method, cls, request.transaction_id, attributes)
 
 
 def _add_padding(response: Message, size: int, fingerprint: bool) -> None:
-    """Add PADDING of ``size`` bytes (RFC 5780 section 7.6), trimmed to fit a datagram."""
+    """Add PADDING of ``size`` bytes (RFC 5780 section 7.6), trimmed to fit in a datagram."""
     room = MAX_DATAGRAM - len(response.encode()) - 4 - (8 if fingerprint else 0)
-    response.add(Attr.PADDING, bytes(min(size, room) & ~3 if size > room else size))
+    response.add(Attr.PADDING, bytes(min(size, room & ~3)))

@@ -134,8 +134,8 @@ async def test_silent_server_times_out_with_the_configured_cap() -> None:
 
     async with _peer(record) as server:
         with pytest.raises(stun.TransactionTimeout):
-            await binding(server, rto=0.05, timeout=0.4)
-    # sends at 0, 0.05, 0.15 and 0.35 s fit before the 0.4 s cap
+            await binding(server, rto=0.05, timeout=0.5)
+    # sends at 0, 0.05, 0.15 and 0.35 s fit before the 0.5 s cap; the next would be at 0.75 s
     assert len(received) == 4
     assert len({stun.decode(d).transaction_id for d in received}) == 1
 
