@@ -20,6 +20,8 @@ from .auth import (
 )
 from .errors import ErrorResponse, IntegrityError, ParseError, StunError, TransactionTimeout
 from .message import Class, Message, Method, decode
+from .server import ServerStats, StunServer
+from .service import Server, serve
 
 __all__ = [
     "MAGIC_COOKIE",
@@ -36,13 +38,17 @@ __all__ = [
     "NonceFeatures",
     "ParseError",
     "PasswordAlgorithm",
+    "Server",
+    "ServerStats",
     "StunError",
+    "StunServer",
     "TransactionTimeout",
     "attribute_name",
     "decode",
     "is_comprehension_required",
     "long_term_key",
     "nonce_features",
+    "serve",
     "short_term_key",
     "userhash",
 ]

@@ -135,11 +135,6 @@ class StunServer:
         self._padding = padding
         self.stats = ServerStats()
 
-    @property
-    def sockets(self) -> tuple[Address, ...]:
-        """In RFC 5780 mode the four UDP addresses to answer on, primary first; else ()."""
-        return tuple(self._opposite)
-
     def handle_datagram(self, data: bytes, local: Address, remote: Address) -> Transmit | None:
         """Handle one datagram that ``local`` received from ``remote``."""
         return self._handle(data, local, remote, self._opposite.get(local), True)
