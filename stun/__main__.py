@@ -3,13 +3,26 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
+import signal
 import ssl
 import sys
+from collections.abc import Callable
 
 from . import cli
+from .attributes import Address
 from .client import binding
 from .nat import discover
-from .uri import ServerAddress, Transport, parse_server
+from .service import serve
+from .uri import (
+    DEFAULT_PORT,
+    DEFAULT_TLS_PORT,
+    ServerAddress,
+    Transport,
+    parse_server,
+    split_host_port,
+)
 
 EXAMPLES = """\
 examples:
@@ -17,6 +30,7 @@ examples:
   stun probe stuns:stun.example.org --json
   stun nat 127.0.0.1:3478              RFC 5780 mapping and filtering behaviour
   stun serve --bind 127.0.0.1:3478 --alt 127.0.0.2:3479
+  stun serve --tcp --tls-cert cert.pem --tls-key key.pem
 
 Only the servers you name are contacted.
 exit codes: 0 ok, 1 the server failed or could not be reached, 2 bad usage
@@ -28,6 +42,16 @@ def _address(text: str) -> ServerAddress:
         return parse_server(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _bind_address(default_port: int) -> Callable[[str], Address]:
+    def parse(text: str) -> Address:
+        try:
+            return split_host_port(text, default_port, allow_zero=True)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return parse
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -54,6 +78,40 @@ def _parser() -> argparse.ArgumentParser:
         "nat", parents=[common], help="RFC 5780 NAT mapping and filtering discovery"
     )
     nat.add_argument("server", type=_address, help="HOST[:PORT] of an RFC 5780 server")
+
+    server = commands.add_parser(
+        "serve", parents=[common], help="run a STUN server (RFC 5780 mode with --alt)"
+    )
+    server.add_argument(
+        "--bind",
+        type=_bind_address(DEFAULT_PORT),
+        action="append",
+        metavar="ADDR:PORT",
+        help="UDP address to listen on, repeatable (default 0.0.0.0:3478; port 0 = any)",
+    )
+    server.add_argument(
+        "--alt",
+        type=_bind_address(DEFAULT_PORT + 1),
+        metavar="ADDR:PORT",
+        help="RFC 5780 alternate address: other IP and other port than --bind",
+    )
+    server.add_argument("--tcp", action="store_true", help="also listen on TCP, same addresses")
+    server.add_argument(
+        "--tls-bind",
+        type=_bind_address(DEFAULT_TLS_PORT),
+        action="append",
+        metavar="ADDR:PORT",
+        help="TLS address, repeatable (default: the --bind hosts on port 5349)",
+    )
+    server.add_argument("--tls-cert", metavar="PEM", help="certificate chain: enables TLS")
+    server.add_argument("--tls-key", metavar="PEM", help="private key of --tls-cert")
+    server.add_argument("--software", metavar="TEXT", help="add SOFTWARE to responses")
+    server.add_argument(
+        "--response-port", action="store_true", help="honour RESPONSE-PORT (RFC 5780)"
+    )
+    server.add_argument(
+        "--padding", action="store_true", help="honour PADDING (RFC 5780; enlarges responses)"
+    )
     return parser
 
 
@@ -117,10 +175,50 @@ async def _nat(args: argparse.Namespace) -> int:
     return cli.EXIT_OK
 
 
+async def _serve(args: argparse.Namespace) -> int:
+    udp = args.bind or [("0.0.0.0", DEFAULT_PORT)]
+    context = None
+    tls: list[Address] = []
+    if args.tls_cert:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(args.tls_cert, args.tls_key)
+        tls = args.tls_bind or [(host, DEFAULT_TLS_PORT) for host, _ in udp]
+    server = await serve(
+        udp,
+        tcp=udp if args.tcp else (),
+        tls=tls,
+        ssl_context=context,
+        alternate=args.alt,
+        software=args.software,
+        response_port=args.response_port,
+        padding=args.padding,
+    )
+    addresses = server.addresses
+    record = {
+        kind: [_hostport(a) for a in getattr(addresses, kind)] for kind in ("udp", "tcp", "tls")
+    }
+    text = "listening " + ", ".join(
+        f"{kind} {' '.join(where)}" for kind, where in record.items() if where
+    )
+    cli.emit(args, {"listening": record}, text)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    async with server:
+        with contextlib.suppress(TimeoutError):  # --timeout: serve that long, then stop
+            await asyncio.wait_for(stop.wait(), args.timeout)
+    if args.verbose:
+        print(f"stopped: {server.stats}", file=sys.stderr)
+    return cli.EXIT_OK
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``stun`` command."""
     args = _parser().parse_args(argv)
-    command = {"probe": _probe, "nat": _nat}[args.command]
+    if args.command == "serve" and bool(args.tls_cert) != bool(args.tls_key):
+        _parser().error("--tls-cert and --tls-key go together")
+    command = {"probe": _probe, "nat": _nat, "serve": _serve}[args.command]
     return cli.run(lambda: command(args), "stun", as_json=args.json)
 
 

@@ -27,7 +27,11 @@ def common_options() -> argparse.ArgumentParser:
     parent.add_argument("--json", action="store_true", help="print JSON (one object per line)")
     parent.add_argument("-v", "--verbose", action="store_true", help="say more")
     parent.add_argument(
-        "--timeout", type=float, default=None, metavar="S", help="give up after S seconds"
+        "--timeout",
+        type=float,
+        default=None,
+        metavar="S",
+        help="give up after S seconds (serve: stop after S seconds)",
     )
     return parent
 

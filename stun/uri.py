@@ -25,8 +25,11 @@ class ServerAddress:
         return f"{host}:{self.port}"
 
 
-def split_host_port(text: str, default_port: int) -> tuple[str, int]:
-    """Split ``host``, ``host:port``, ``[v6]`` or ``[v6]:port``; a bare IPv6 literal works too."""
+def split_host_port(text: str, default_port: int, *, allow_zero: bool = False) -> tuple[str, int]:
+    """Split ``host``, ``host:port``, ``[v6]`` or ``[v6]:port``; a bare IPv6 literal works too.
+
+    Port 0 ("any free port") is accepted only with ``allow_zero``, for addresses to bind.
+    """
     text = text.strip()
     if text.startswith("["):
         host, sep, rest = text[1:].partition("]")
@@ -41,7 +44,8 @@ def split_host_port(text: str, default_port: int) -> tuple[str, int]:
         raise ValueError(f"no host in {text!r}")
     if not port_text:
         return host, default_port
-    if not port_text.isdigit() or not 0 < int(port_text) <= 0xFFFF:
+    lowest = 0 if allow_zero else 1
+    if not port_text.isdigit() or not lowest <= int(port_text) <= 0xFFFF:
         raise ValueError(f"bad port in {text!r}")
     return host, int(port_text)
 

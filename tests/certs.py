@@ -58,12 +58,18 @@ def _certificate() -> tuple[bytes, bytes]:
 
 def tls_contexts() -> TlsContexts:
     """Fresh server and client contexts for the session's loopback certificate."""
-    cert_pem, key_pem = _certificate()
+    cert_pem, _ = _certificate()
     server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     with tempfile.TemporaryDirectory() as directory:
-        cert_file, key_file = Path(directory, "cert.pem"), Path(directory, "key.pem")
-        cert_file.write_bytes(cert_pem)
-        key_file.write_bytes(key_pem)
-        server.load_cert_chain(cert_file, key_file)
+        server.load_cert_chain(*write_pem(Path(directory)))
     client = ssl.create_default_context(cadata=cert_pem.decode())
     return TlsContexts(server, client)
+
+
+def write_pem(directory: Path) -> tuple[Path, Path]:
+    """Write the session's certificate and key as PEM files; return their paths."""
+    cert_pem, key_pem = _certificate()
+    cert_file, key_file = directory / "cert.pem", directory / "key.pem"
+    cert_file.write_bytes(cert_pem)
+    key_file.write_bytes(key_pem)
+    return cert_file, key_file

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import ssl
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
@@ -12,6 +13,7 @@ import pytest
 
 import stun
 from stun.client import StunClient, binding
+from tests.certs import tls_contexts
 
 Responder = Callable[[bytes, tuple[str, int]], list[bytes]]
 
@@ -194,3 +196,29 @@ async def test_closing_the_client_fails_pending_requests() -> None:
             await asyncio.wait_for(pending, timeout=5)
         with pytest.raises(stun.StunError):
             await client.request(stun.Message(stun.Method.BINDING, stun.Class.REQUEST), server)
+
+
+@pytest.mark.parametrize("transport", ["udp", "tcp", "tls"])
+async def test_binding_against_our_server_on_every_transport(transport: str) -> None:
+    contexts = tls_contexts()
+    loopback = [("127.0.0.1", 0)]
+    async with await stun.serve(
+        loopback, tcp=loopback, tls=loopback, ssl_context=contexts.server
+    ) as server:
+        where = getattr(server.addresses, transport)[0]
+        result = await binding(
+            where,
+            transport=transport,  # type: ignore[arg-type]
+            ssl_context=contexts.client,
+        )
+    assert result.mapped_address == result.local
+    assert result.server == where
+
+
+async def test_tls_certificate_is_verified_by_default() -> None:
+    contexts = tls_contexts()
+    async with await stun.serve(
+        [("127.0.0.1", 0)], tls=[("127.0.0.1", 0)], ssl_context=contexts.server
+    ) as server:
+        with pytest.raises(ssl.SSLCertVerificationError):
+            await binding(server.addresses.tls[0], transport="tls")
