@@ -18,36 +18,55 @@ from .auth import (
     short_term_key,
     userhash,
 )
+from .client import BindingResult, ClientStats, ResolutionError, StunClient, binding
 from .errors import ErrorResponse, IntegrityError, ParseError, StunError, TransactionTimeout
+from .framing import StreamFramer
 from .message import Class, Message, Method, decode
+from .nat import Behavior, NatReport, NotRfc5780Error
+from .nat import discover as discover_nat
 from .server import ServerStats, StunServer
 from .service import Server, serve
+from .transaction import ClientTransaction
+from .uri import ServerAddress, parse_server
 
 __all__ = [
     "MAGIC_COOKIE",
     "AddressError",
     "AddressFamily",
     "Attr",
+    "Behavior",
+    "BindingResult",
     "ChangeRequest",
     "Class",
+    "ClientStats",
+    "ClientTransaction",
     "ErrorResponse",
     "Icmp",
     "IntegrityError",
     "Message",
     "Method",
+    "NatReport",
     "NonceFeatures",
+    "NotRfc5780Error",
     "ParseError",
     "PasswordAlgorithm",
+    "ResolutionError",
     "Server",
+    "ServerAddress",
     "ServerStats",
+    "StreamFramer",
+    "StunClient",
     "StunError",
     "StunServer",
     "TransactionTimeout",
     "attribute_name",
+    "binding",
     "decode",
+    "discover_nat",
     "is_comprehension_required",
     "long_term_key",
     "nonce_features",
+    "parse_server",
     "serve",
     "short_term_key",
     "userhash",
