@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 import socket
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any, NoReturn
 
 import pytest
@@ -99,3 +100,17 @@ def coturn_5780(coturn_factory: CoturnFactory) -> Coturn:
     except OSError as exc:
         _coturn_unavailable(f"{LOOPBACK_2} is not usable on this host: {exc}")
     return coturn_factory(users=_users(), rfc5780=True)
+
+
+# -- asyncio -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def loop_errors() -> AsyncIterator[list[dict[str, object]]]:
+    """Everything that reaches the event loop's exception handler; must stay empty."""
+    loop = asyncio.get_running_loop()
+    errors: list[dict[str, object]] = []
+    loop.set_exception_handler(lambda _, context: errors.append(context))
+    yield errors
+    loop.set_exception_handler(None)
+    assert errors == []

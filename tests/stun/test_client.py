@@ -86,11 +86,9 @@ async def test_binding_over_ipv6() -> None:
     assert result.mapped_address[0] == "::1"
 
 
-async def test_malformed_datagrams_are_counted_and_the_transaction_still_completes() -> None:
-    loop = asyncio.get_running_loop()
-    errors: list[dict[str, object]] = []
-    loop.set_exception_handler(lambda _loop, context: errors.append(context))
-
+async def test_malformed_datagrams_are_counted_and_the_transaction_still_completes(
+    loop_errors: list[dict[str, object]],
+) -> None:
     def respond(data: bytes, addr: tuple[str, int]) -> list[bytes]:
         valid = _answer(data, addr)
         return [*_malformed_batch(valid), valid]
@@ -100,7 +98,6 @@ async def test_malformed_datagrams_are_counted_and_the_transaction_still_complet
         response = await client.request(request, server, timeout=5)
         assert response.get(stun.Attr.XOR_MAPPED_ADDRESS) == client.local_address
         assert client.stats.dropped_malformed == len(_malformed_batch(b"\0" * 32))
-    assert errors == []
 
 
 async def test_responses_for_unknown_transactions_are_counted() -> None:

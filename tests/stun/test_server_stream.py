@@ -36,17 +36,6 @@ HOSTS = [
 
 
 @pytest.fixture
-async def loop_errors() -> AsyncIterator[list[dict[str, object]]]:
-    """Everything that reaches the event loop's exception handler; must stay empty."""
-    loop = asyncio.get_running_loop()
-    errors: list[dict[str, object]] = []
-    loop.set_exception_handler(lambda _, context: errors.append(context))
-    yield errors
-    loop.set_exception_handler(None)
-    assert errors == []
-
-
-@pytest.fixture
 async def connect(loop_errors: list[dict[str, object]]) -> AsyncIterator[Connect]:
     writers: list[asyncio.StreamWriter] = []
 

@@ -78,17 +78,6 @@ OpenClient = Callable[..., Awaitable[Client]]
 
 
 @pytest.fixture
-async def loop_errors() -> AsyncIterator[list[dict[str, object]]]:
-    """Everything that reaches the event loop's exception handler; must stay empty."""
-    loop = asyncio.get_running_loop()
-    errors: list[dict[str, object]] = []
-    loop.set_exception_handler(lambda _, context: errors.append(context))
-    yield errors
-    loop.set_exception_handler(None)
-    assert errors == []
-
-
-@pytest.fixture
 async def open_client(loop_errors: list[dict[str, object]]) -> AsyncIterator[OpenClient]:
     clients: list[Client] = []
 
