@@ -114,8 +114,11 @@ def is_comprehension_required(attr_type: int) -> bool:
 
 # -- value codecs -------------------------------------------------------------------------
 
+# Encoders take the value and the transaction id. Decoders and checks take the whole
+# message and the value's [start, end) in it (an XOR address reads the transaction id
+# from the message itself).
 Encoder = Callable[[Any, bytes], bytes]
-Decoder = Callable[[bytes, int, int, bytes], Any]
+Decoder = Callable[[bytes, int, int], Any]
 Check = Callable[[bytes, int, int], str | None]
 
 _U16 = struct.Struct("!H")
@@ -144,7 +147,7 @@ def _enc_address(value: Address, tid: bytes) -> bytes:
     return bytes((0, family)) + _U16.pack(_check_port(port)) + packed
 
 
-def _dec_address(buf: bytes, start: int, end: int, tid: bytes) -> Address:
+def _dec_address(buf: bytes, start: int, end: int) -> Address:
     port = (buf[start + 2] << 8) | buf[start + 3]
     if end - start == 8:
         return socket.inet_ntoa(buf[start + 4 : end]), port
@@ -160,12 +163,12 @@ def _enc_xor_address(value: Address, tid: bytes) -> bytes:
     return bytes((0, family)) + _U16.pack(_check_port(port) ^ _COOKIE_PORT) + xored
 
 
-def _dec_xor_address(buf: bytes, start: int, end: int, tid: bytes) -> Address:
+def _dec_xor_address(buf: bytes, start: int, end: int) -> Address:
     port = ((buf[start + 2] << 8) | buf[start + 3]) ^ _COOKIE_PORT
     if end - start == 8:
         ip = int.from_bytes(buf[start + 4 : end]) ^ MAGIC_COOKIE
         return socket.inet_ntoa(ip.to_bytes(4)), port
-    ip = int.from_bytes(buf[start + 4 : end]) ^ int.from_bytes(_COOKIE_BYTES + tid)
+    ip = int.from_bytes(buf[start + 4 : end]) ^ int.from_bytes(buf[4:20])  # cookie and tid
     return socket.inet_ntop(socket.AF_INET6, ip.to_bytes(16)), port
 
 
@@ -181,7 +184,7 @@ def _enc_text(value: str, tid: bytes) -> bytes:
     return value.encode("utf-8", "surrogateescape")
 
 
-def _dec_text(buf: bytes, start: int, end: int, tid: bytes) -> str:
+def _dec_text(buf: bytes, start: int, end: int) -> str:
     return buf[start:end].decode("utf-8", "surrogateescape")
 
 
@@ -189,7 +192,7 @@ def _enc_bytes(value: bytes, tid: bytes) -> bytes:
     return bytes(value)
 
 
-def _dec_bytes(buf: bytes, start: int, end: int, tid: bytes) -> bytes:
+def _dec_bytes(buf: bytes, start: int, end: int) -> bytes:
     return buf[start:end]
 
 
@@ -197,7 +200,7 @@ def _enc_flag(value: bool, tid: bytes) -> bytes:
     return b""
 
 
-def _dec_flag(buf: bytes, start: int, end: int, tid: bytes) -> bool:
+def _dec_flag(buf: bytes, start: int, end: int) -> bool:
     return True
 
 
@@ -205,7 +208,7 @@ def _enc_u32(value: int, tid: bytes) -> bytes:
     return _U32.pack(value)
 
 
-def _dec_u32(buf: bytes, start: int, end: int, tid: bytes) -> int:
+def _dec_u32(buf: bytes, start: int, end: int) -> int:
     value: int = _U32.unpack_from(buf, start)[0]
     return value
 
@@ -214,7 +217,7 @@ def _enc_u64(value: int, tid: bytes) -> bytes:
     return _U64.pack(value)
 
 
-def _dec_u64(buf: bytes, start: int, end: int, tid: bytes) -> int:
+def _dec_u64(buf: bytes, start: int, end: int) -> int:
     value: int = _U64.unpack_from(buf, start)[0]
     return value
 
@@ -224,7 +227,7 @@ def _enc_u16_padded(value: int, tid: bytes) -> bytes:
     return _U16.pack(value) + b"\0\0"
 
 
-def _dec_u16_padded(buf: bytes, start: int, end: int, tid: bytes) -> int:
+def _dec_u16_padded(buf: bytes, start: int, end: int) -> int:
     return (buf[start] << 8) | buf[start + 1]
 
 
@@ -233,7 +236,7 @@ def _enc_u8_padded(value: int, tid: bytes) -> bytes:
     return bytes((value, 0, 0, 0))
 
 
-def _dec_u8_padded(buf: bytes, start: int, end: int, tid: bytes) -> int:
+def _dec_u8_padded(buf: bytes, start: int, end: int) -> int:
     return buf[start]
 
 
@@ -248,7 +251,7 @@ def _enc_error_code(value: tuple[int, str], tid: bytes) -> bytes:
     return _error_code_bytes(code, reason)
 
 
-def _dec_error_code(buf: bytes, start: int, end: int, tid: bytes) -> tuple[int, str]:
+def _dec_error_code(buf: bytes, start: int, end: int) -> tuple[int, str]:
     code = (buf[start + 2] & 7) * 100 + buf[start + 3]
     return code, buf[start + 4 : end].decode("utf-8", "surrogateescape")
 
@@ -265,8 +268,8 @@ def _enc_address_error(value: tuple[int, int, str], tid: bytes) -> bytes:
     return bytes((family,)) + _error_code_bytes(code, reason)[1:]
 
 
-def _dec_address_error(buf: bytes, start: int, end: int, tid: bytes) -> AddressError:
-    code, reason = _dec_error_code(buf, start, end, tid)
+def _dec_address_error(buf: bytes, start: int, end: int) -> AddressError:
+    code, reason = _dec_error_code(buf, start, end)
     return AddressError(buf[start], code, reason)
 
 
@@ -274,7 +277,7 @@ def _enc_unknown_attributes(value: tuple[int, ...], tid: bytes) -> bytes:
     return b"".join(_U16.pack(t) for t in value)
 
 
-def _dec_unknown_attributes(buf: bytes, start: int, end: int, tid: bytes) -> tuple[int, ...]:
+def _dec_unknown_attributes(buf: bytes, start: int, end: int) -> tuple[int, ...]:
     return tuple(_U16.unpack_from(buf, i)[0] for i in range(start, end, 2))
 
 
@@ -286,7 +289,7 @@ def _enc_password_algorithm(value: int, tid: bytes) -> bytes:
     return _U16.pack(value) + b"\0\0"
 
 
-def _dec_password_algorithm(buf: bytes, start: int, end: int, tid: bytes) -> int:
+def _dec_password_algorithm(buf: bytes, start: int, end: int) -> int:
     return (buf[start] << 8) | buf[start + 1]
 
 
@@ -312,7 +315,7 @@ def _password_algorithm_offsets(buf: bytes, start: int, end: int) -> list[int] |
     return offsets if pos == end else None
 
 
-def _dec_password_algorithms(buf: bytes, start: int, end: int, tid: bytes) -> tuple[int, ...]:
+def _dec_password_algorithms(buf: bytes, start: int, end: int) -> tuple[int, ...]:
     offsets = _password_algorithm_offsets(buf, start, end) or []
     return tuple((buf[pos] << 8) | buf[pos + 1] for pos in offsets)
 
@@ -326,7 +329,7 @@ def _enc_even_port(value: bool, tid: bytes) -> bytes:
     return b"\x80" if value else b"\x00"
 
 
-def _dec_even_port(buf: bytes, start: int, end: int, tid: bytes) -> bool:
+def _dec_even_port(buf: bytes, start: int, end: int) -> bool:
     return bool(buf[start] & 0x80)
 
 
@@ -335,7 +338,7 @@ def _enc_icmp(value: tuple[int, int, int], tid: bytes) -> bytes:
     return bytes((0, 0, icmp_type, icmp_code)) + _U32.pack(data)
 
 
-def _dec_icmp(buf: bytes, start: int, end: int, tid: bytes) -> Icmp:
+def _dec_icmp(buf: bytes, start: int, end: int) -> Icmp:
     return Icmp(buf[start + 2], buf[start + 3], _U32.unpack_from(buf, start + 4)[0])
 
 
@@ -430,16 +433,26 @@ CODECS: dict[int, Codec] = {
 """The codec of every known attribute type, keyed by its number."""
 
 
+Rule = tuple[range, Check | None, int, Decoder]
+"""What :func:`stun.decode` needs of an attribute type, in one lookup: the value lengths
+allowed, the value check, how many leading value bytes that check reads, the decoder.
+(A plain tuple: unpacking one is quicker than unpacking a NamedTuple.)"""
+
+RULES: dict[int, Rule] = {
+    t: (range(c.min_length, c.max_length + 1), c.check, c.check_span, c.decode)
+    for t, c in CODECS.items()
+}
+UNKNOWN_RULE: Rule = (range(0x10000), None, 0, _dec_bytes)
+"""Unknown attribute types: any length, decoded to their raw value bytes."""
+
+
 def check_value(attr_type: int, buf: bytes, start: int, end: int) -> None:
     """Raise :class:`ParseError` if ``buf[start:end]`` is not a valid value for the type."""
-    codec = CODECS.get(attr_type)
-    if codec is None:
-        return
-    size = end - start
-    if size < codec.min_length or size > codec.max_length:
-        raise ParseError(f"{attribute_name(attr_type)} has {size} value bytes")
-    if codec.check is not None:
-        problem = codec.check(buf, start, end)
+    lengths, check, _, _ = RULES.get(attr_type, UNKNOWN_RULE)
+    if end - start not in lengths:
+        raise ParseError(f"{attribute_name(attr_type)} has {end - start} value bytes")
+    if check is not None:
+        problem = check(buf, start, end)
         if problem is not None:
             raise ParseError(f"{attribute_name(attr_type)}: {problem}")
 
@@ -460,6 +473,40 @@ def encode_value(attr_type: int, value: Any, transaction_id: bytes) -> bytes:
             f"{attribute_name(attr_type)} value of {len(encoded)} bytes is not allowed"
         )
     return encoded
+
+
+_ATTR_HEADER = struct.Struct("!HH")
+_PADDING = (b"", b"\0\0\0", b"\0\0", b"\0")
+_PLAIN = (str, bytes, int)
+
+
+def encode_attribute(attr_type: int, value: Any, transaction_id: bytes) -> bytes:
+    """One whole attribute: type, length, value and the padding to a multiple of 4."""
+    data = encode_value(attr_type, value, transaction_id)
+    size = len(data)
+    if size > 0xFFFF:
+        raise ValueError(f"{attribute_name(attr_type)} value of {size} bytes is too long")
+    return _ATTR_HEADER.pack(attr_type, size) + data + _PADDING[size & 3]
+
+
+def reusable(attr_type: int, value: Any, encoded: bytes) -> bool:
+    """Whether ``value`` encodes to ``encoded`` in every message, so that it may be memoised.
+
+    Only plain values (str, bytes, int or tuples of them) of codecs that allow it; an
+    IPv6 XOR address depends on the transaction id.
+    """
+    codec = CODECS.get(attr_type)
+    if codec is None or not codec.memo:
+        return False
+    if codec.encode is _enc_xor_address and len(encoded) != 12:
+        return False
+    if isinstance(value, tuple):
+        return all(isinstance(item, _PLAIN) for item in value)
+    return isinstance(value, _PLAIN)
+
+
+FLAGS = frozenset(t for t, codec in CODECS.items() if codec.encode is _enc_flag)
+"""Attribute types whose presence is all there is: any value encodes the same."""
 
 
 def attribute_name(attr_type: int) -> str:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import hmac
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -93,40 +92,49 @@ def nonce_features(nonce: str) -> NonceFeatures | None:
     return NonceFeatures(password_algorithms=bool(bits & 1), username_anonymity=bool(bits & 2))
 
 
-# -- HMAC with a cached per-key state --------------------------------------------------------
+# -- HMAC with cached per-key hash states -----------------------------------------------------
 
-_NewState = Callable[[bytes, bytes, str], Any]
-
-try:  # CPython's OpenSSL binding: the same HMAC as the hmac module without its Python wrapper.
-    from _hashlib import hmac_new as _openssl_hmac_new
-
-    _new_state: _NewState = _openssl_hmac_new
-except ImportError:  # pragma: no cover - other interpreters
-    _new_state = hmac.new
+Mac = Callable[[bytes, bytes | bytearray], bytes]
 
 _CACHE_LIMIT = 512
-_states: dict[tuple[bytes, str], Any] = {}
+_IPAD = bytes(x ^ 0x36 for x in range(256))
+_OPAD = bytes(x ^ 0x5C for x in range(256))
 
 
-def _state(key: bytes, digest: str) -> Any:
-    cache_key = (key, digest)
-    state = _states.get(cache_key)
-    if state is None:
-        if len(_states) >= _CACHE_LIMIT:
-            _states.clear()
-        state = _states[cache_key] = _new_state(key, b"", digest)
-    return state
+def _cached_hmac(new_hash: Callable[..., Any]) -> Mac:
+    """HMAC (RFC 2104) over ``new_hash``, keeping each key's padded hash states.
+
+    Per message this costs two hash-state copies, two updates and two digests: the same
+    work as :mod:`hmac`'s own fallback, and cheaper than copying an OpenSSL HMAC state.
+    """
+    block_size = new_hash().block_size
+    states: dict[bytes, tuple[Any, Any]] = {}
+
+    def keyed(key: bytes) -> tuple[Any, Any]:
+        block = new_hash(key).digest() if len(key) > block_size else bytes(key)
+        block = block.ljust(block_size, b"\0")
+        if len(states) >= _CACHE_LIMIT:
+            states.clear()
+        pads = states[key] = (new_hash(block.translate(_IPAD)), new_hash(block.translate(_OPAD)))
+        return pads
+
+    def mac(key: bytes, data: bytes | bytearray) -> bytes:
+        inner, outer = states.get(key) or keyed(key)
+        inner = inner.copy()
+        inner.update(data)
+        outer = outer.copy()
+        outer.update(inner.digest())
+        digest: bytes = outer.digest()
+        return digest
+
+    return mac
 
 
-def hmac_sha1(key: bytes, data: bytes | bytearray) -> bytes:
-    """HMAC-SHA1 of ``data`` from a cached keyed state."""
-    mac = _state(key, "sha1").copy()
-    mac.update(data)
-    return bytes(mac.digest())
-
-
-def hmac_sha256(key: bytes, data: bytes | bytearray) -> bytes:
-    """HMAC-SHA256 of ``data`` from a cached keyed state."""
-    mac = _state(key, "sha256").copy()
-    mac.update(data)
-    return bytes(mac.digest())
+hmac_sha1 = _cached_hmac(hashlib.sha1)
+hmac_sha1.__doc__ = (
+    """HMAC-SHA1 of ``data`` (MESSAGE-INTEGRITY) from the key's cached hash states."""
+)
+hmac_sha256 = _cached_hmac(hashlib.sha256)
+hmac_sha256.__doc__ = (
+    """HMAC-SHA256 of ``data`` (MESSAGE-INTEGRITY-SHA256) from cached hash states."""
+)

@@ -3,19 +3,40 @@
 :func:`decode` checks the whole message up front (header, attribute layout, every known
 attribute's value shape) and raises :class:`ParseError` on anything malformed; values are
 then converted lazily, when :meth:`Message.get` asks for them.
+
+Speed comes from remembering, never from skipping a check:
+
+- what :func:`decode` learns from a message's attribute headers (offsets, what counts,
+  where integrity and fingerprint are) is kept as a :class:`_Layout`, and the next
+  message with the same first 8 bytes reuses it once one ``struct`` read shows that its
+  attribute headers, and the value bytes validation looks at, are identical;
+- :meth:`Message.encode` copies attribute lists (and single attributes) that encode the
+  same way in every message from a memo of their wire bytes.
 """
 
 from __future__ import annotations
 
-import hmac
 import os
 import struct
-import zlib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from enum import IntEnum
-from typing import Any
+from hmac import compare_digest
+from typing import Any, NamedTuple
+from zlib import crc32
 
-from .attributes import CODECS, MAGIC_COOKIE, Attr, attribute_name, check_value, encode_value
+from .attributes import (
+    CODECS,
+    FLAGS,
+    MAGIC_COOKIE,
+    RULES,
+    UNKNOWN_RULE,
+    Attr,
+    Check,
+    Decoder,
+    attribute_name,
+    encode_attribute,
+    reusable,
+)
 from .auth import hmac_sha1, hmac_sha256
 from .errors import ParseError
 
@@ -25,16 +46,17 @@ FINGERPRINT_XOR = 0x5354554E
 _HEADER = struct.Struct("!HHI")
 _ATTR_HEADER = struct.Struct("!HH")
 _U16 = struct.Struct("!H")
+_U32 = struct.Struct("!I")
 _FINGERPRINT_ATTR = struct.Struct("!HHI")
-_PADDING = (b"", b"\0\0\0", b"\0\0", b"\0")
 
 _MI = Attr.MESSAGE_INTEGRITY.value
 _MI256 = Attr.MESSAGE_INTEGRITY_SHA256.value
 _FP = Attr.FINGERPRINT.value
 _TRAILERS = frozenset((_MI, _MI256, _FP))
-
-_SPECS = {t: (c.min_length, c.max_length, c.check) for t, c in CODECS.items()}
-_DECODERS = {t: c.decode for t, c in CODECS.items()}
+_ALLOWED_AFTER = {_MI: frozenset((_MI256, _FP)), _MI256: frozenset((_FP,)), _FP: frozenset()}
+_MI_HEADER = _ATTR_HEADER.pack(_MI, 20)
+_MAX_LENGTH = 0xFFFF
+_MAX_TRAILERS = 36 + 8  # the most MESSAGE-INTEGRITY-SHA256 and FINGERPRINT can take
 
 
 class Method(IntEnum):
@@ -62,7 +84,14 @@ class Class(IntEnum):
 
 
 _METHODS: dict[int, int] = {m.value: m for m in Method}
-_CLASSES = tuple(Class)
+_CLASS_BY_BITS = tuple(Class)
+
+
+def _check_type(method: int, cls: int) -> tuple[int, Class]:
+    """Validate a method and class given as numbers; return the enum members to keep."""
+    if not 0 <= method <= 0xFFF:
+        raise ValueError(f"method out of range: {method!r}")
+    return _METHODS.get(method, method), Class(cls)
 
 
 def message_type(method: int, cls: int) -> int:
@@ -78,10 +107,83 @@ def message_type(method: int, cls: int) -> int:
 
 def _split_type(mtype: int) -> tuple[int, Class]:
     method = (mtype & 0x000F) | ((mtype >> 1) & 0x0070) | ((mtype >> 2) & 0x0F80)
-    return _METHODS.get(method, method), _CLASSES[((mtype >> 4) & 1) | ((mtype >> 7) & 2)]
+    return _METHODS.get(method, method), _CLASS_BY_BITS[((mtype >> 4) & 1) | ((mtype >> 7) & 2)]
+
+
+_TYPES: dict[tuple[int, int], int] = {(m, c): message_type(m, c) for m in Method for c in Class}
 
 
 AttributeItems = Mapping[int, Any] | Iterable[tuple[int, Any]]
+Items = tuple[tuple[int, Any], ...]
+Entry = tuple[int, int, Decoder]  # where a value is in the message, and its decoder
+Mac = Callable[[bytes, bytes], bytes]
+
+
+class _Layout:
+    """Everything :func:`decode` learnt from one message's header and attributes.
+
+    ``entries`` lists every attribute that counts as ``(type, (start, end, decoder))`` in
+    wire order, and ``index`` maps each type to the ``(start, end, decoder)`` of its first
+    value. ``integrity`` is ``(mac, start, end, head)`` of the MESSAGE-INTEGRITY(-SHA256)
+    value to verify: ``mac`` gives as many bytes as the attribute holds, and ``head`` is
+    the first four bytes as the MAC covers them (the length field ends at that attribute).
+    ``fingerprint`` is ``(offset, head)`` of FINGERPRINT, ``head`` being None when it is
+    the last attribute. Layouts are shared between messages and never change.
+    """
+
+    __slots__ = ("cls", "entries", "fingerprint", "index", "integrity", "method")
+
+    def __init__(
+        self,
+        data: bytes,
+        method: int,
+        cls: Class,
+        entries: list[tuple[int, Entry]],
+        index: dict[int, Entry],
+    ) -> None:
+        self.method = method
+        self.cls = cls
+        self.entries = entries
+        self.index = index
+        self.integrity: tuple[Mac, int, int, bytes] | None = None
+        self.fingerprint: tuple[int, bytes | None] | None = None
+        if _MI256 in index:
+            start, end, _ = index[_MI256]
+            self.integrity = (_SHA256_MACS[end - start], start, end, _covered_head(data, end))
+        elif _MI in index:
+            start, end, _ = index[_MI]
+            self.integrity = (hmac_sha1, start, end, _covered_head(data, end))
+        if _FP in index:
+            start, end, _ = index[_FP]
+            head = None if end == len(data) else _covered_head(data, end)
+            self.fingerprint = (start - 4, head)
+
+
+_BUILT = _Layout(b"", 0, Class.REQUEST, [], {})
+"""The layout of every message built in code: no wire bytes, nothing to look up."""
+
+
+class _Shape(NamedTuple):
+    """A remembered layout and how to recognise another message that has it.
+
+    ``reader`` picks the magic cookie, every attribute header and the value bytes that
+    validation reads out of a message of ``size`` bytes; a message is known to have this
+    layout when that read equals ``signature``.
+    """
+
+    size: int
+    reader: struct.Struct
+    signature: tuple[Any, ...]
+    layout: _Layout
+
+
+_SHAPES: dict[bytes, _Shape] = {}
+"""Remembered layouts by the first 8 header bytes (message type, length, magic cookie)."""
+_SEEN: set[bytes] = set()
+"""First 8 bytes of messages decoded once, whose layout is remembered if they come back."""
+_FIELDS = {1: "B", 2: "H", 4: "I", 8: "Q"}
+_SHAPE_LIMIT = 256
+_SHAPE_MAX_ATTRIBUTES = 32
 
 
 class Message:
@@ -94,17 +196,7 @@ class Message:
     checks run over exactly what was received.
     """
 
-    __slots__ = (
-        "_fp",
-        "_index",
-        "_items",
-        "_mi",
-        "_mi256",
-        "_raw",
-        "cls",
-        "method",
-        "transaction_id",
-    )
+    __slots__ = ("_index", "_items", "_layout", "_raw", "cls", "method", "transaction_id")
 
     method: int
     cls: Class
@@ -121,47 +213,43 @@ class Message:
             transaction_id = os.urandom(12)
         elif len(transaction_id) != 12:
             raise ValueError("a transaction id is 12 bytes (96 bits)")
-        if not 0 <= method <= 0xFFF:
-            raise ValueError(f"method out of range: {method!r}")
-        self.method = _METHODS.get(method, method)
-        self.cls = Class(cls)
-        self.transaction_id = bytes(transaction_id)
+        if method.__class__ is not Method or cls.__class__ is not Class:
+            method, cls = _check_type(method, cls)
+        self.method = method
+        self.cls = cls
+        self.transaction_id = (
+            transaction_id if transaction_id.__class__ is bytes else bytes(transaction_id)
+        )
         if attributes is None:
-            self._items: list[tuple[int, Any]] | None = []
-        elif isinstance(attributes, Mapping):
-            self._items = list(attributes.items())
+            self._items: Items | None = ()
+        elif isinstance(attributes, list) or not isinstance(attributes, Mapping):  # list: cheaper
+            self._items = tuple(attributes)
         else:
-            self._items = list(attributes)
-        self._raw: bytes | None = None
-        self._index: dict[int, int] = {}
-        self._mi = self._mi256 = self._fp = -1
+            self._items = tuple(attributes.items())
+        self._raw = b""
+        self._layout = _BUILT
+        self._index = _BUILT.index
 
     # -- reading ---------------------------------------------------------------------------
 
     def get(self, attr: int, default: Any = None) -> Any:
         """The decoded value of the first ``attr`` attribute, or ``default``."""
-        raw = self._raw
-        if raw is None:
+        entry = self._index.get(attr)  # the layout's index (empty when built in code)
+        if entry is not None:
+            start, end, decode_value = entry
+            return decode_value(self._raw, start, end)
+        if self._layout is _BUILT:
             for t, value in self._items or ():
                 if t == attr:
                     return value
-            return default
-        off = self._index.get(attr)
-        if off is None:
-            return default
-        start = off + 4
-        end = start + ((raw[off + 2] << 8) | raw[off + 3])
-        decoder = _DECODERS.get(attr)
-        if decoder is None:
-            return raw[start:end]
-        return decoder(raw, start, end, self.transaction_id)
+        return default
 
     def get_all(self, attr: int) -> list[Any]:
         """The decoded values of every ``attr`` attribute, in wire order."""
         return [value for t, value in self.attributes if t == attr]
 
     def __contains__(self, attr: int) -> bool:
-        if self._raw is None:
+        if self._layout is _BUILT:
             return any(t == attr for t, _ in self._items or ())
         return attr in self._index
 
@@ -172,28 +260,19 @@ class Message:
         Attributes after MESSAGE-INTEGRITY(-SHA256) or FINGERPRINT that RFC 8489 says to
         ignore are not listed.
         """
-        if self._items is None:
-            self._items = list(self._decode_all())
-        return list(self._items)
+        return list(self._all_items())
 
-    def _decode_all(self) -> Iterator[tuple[int, Any]]:
-        raw = self._raw
-        assert raw is not None
-        tid = self.transaction_id
-        trailers = [off for off in (self._mi, self._mi256, self._fp) if off >= 0]
-        body_end = min(trailers, default=len(raw))
-        off = HEADER_LENGTH
-        while off < len(raw):
-            t, length = _ATTR_HEADER.unpack_from(raw, off)
-            start, end = off + 4, off + 4 + length
-            if off < body_end or off in trailers:
-                decoder = _DECODERS.get(t)
-                yield t, decoder(raw, start, end, tid) if decoder else raw[start:end]
-            off = (end + 3) & ~3
+    def _all_items(self) -> Items:
+        """The attribute list, decoded from the wire bytes on first use."""
+        if self._items is None:
+            raw = self._raw
+            entries = self._layout.entries
+            self._items = tuple((t, dec(raw, start, end)) for t, (start, end, dec) in entries)
+        return self._items
 
     def unknown_required(self) -> list[int]:
         """Comprehension-required attribute types this library does not know (for a 420)."""
-        types = self._index if self._raw is not None else dict(self._items or ())
+        types = dict(self._items or ()) if self._layout is _BUILT else self._index
         return [t for t in types if t < 0x8000 and t not in CODECS]
 
     # -- integrity and fingerprint ---------------------------------------------------------
@@ -203,56 +282,47 @@ class Message:
 
         False when the message carries neither or was not decoded from bytes.
         """
+        integrity = self._layout.integrity
+        if integrity is None:
+            return False
+        mac, start, end, head = integrity
         raw = self._raw
-        if raw is None:
-            return False
-        if self._mi256 >= 0:
-            off, mac = self._mi256, hmac_sha256
-        elif self._mi >= 0:
-            off, mac = self._mi, hmac_sha1
-        else:
-            return False
-        size = (raw[off + 2] << 8) | raw[off + 3]
-        covered = raw[:2] + _U16.pack(off + 4 + size - HEADER_LENGTH) + raw[4:off]
-        digest = mac(key, covered)[:size]
-        return hmac.compare_digest(digest, raw[off + 4 : off + 4 + size])
+        return compare_digest(mac(key, head + raw[4 : start - 4]), raw[start:end])
 
     def check_fingerprint(self) -> bool:
         """True when the message carries a FINGERPRINT and it matches."""
-        raw = self._raw
-        off = self._fp
-        if raw is None or off < 0:
+        fingerprint = self._layout.fingerprint
+        if fingerprint is None:
             return False
-        expected: int = _FINGERPRINT_ATTR.unpack_from(raw, off)[2]
-        if off + 8 == len(raw):
-            crc = zlib.crc32(raw[:off])
-        else:
-            crc = zlib.crc32(raw[4:off], zlib.crc32(raw[:2] + _U16.pack(off + 8 - HEADER_LENGTH)))
-        return (crc ^ FINGERPRINT_XOR) == expected
+        offset, head = fingerprint
+        raw = self._raw
+        covered = raw[:offset] if head is None else head + raw[4:offset]
+        expected: int = _U32.unpack_from(raw, offset + 4)[0]
+        return crc32(covered) ^ FINGERPRINT_XOR == expected
 
     @property
     def has_integrity(self) -> bool:
         """Whether a MESSAGE-INTEGRITY or MESSAGE-INTEGRITY-SHA256 attribute counts."""
-        return self._mi >= 0 or self._mi256 >= 0
+        return self._layout.integrity is not None
 
     @property
     def has_fingerprint(self) -> bool:
         """Whether a FINGERPRINT attribute counts."""
-        return self._fp >= 0
+        return self._layout.fingerprint is not None
 
     @property
     def raw(self) -> bytes | None:
         """The bytes this message was decoded from (None for a message built in code)."""
-        return self._raw
+        return None if self._layout is _BUILT else self._raw
 
     # -- writing ---------------------------------------------------------------------------
 
     def add(self, attr: int, value: Any) -> None:
         """Append an attribute."""
-        if self._items is None:
-            self._items = list(self._decode_all())
-        self._items.append((attr, value))
-        self._raw = None
+        self._items = (*self._all_items(), (attr, value))
+        self._raw = b""
+        self._layout = _BUILT
+        self._index = _BUILT.index
 
     def encode(
         self,
@@ -269,35 +339,37 @@ class Message:
         Integrity and fingerprint attributes in the attribute list are recomputed, never
         copied.
         """
+        if sha256 and not (16 <= sha256_length <= 32 and sha256_length % 4 == 0):
+            raise ValueError("sha256_length must be 16, 20, 24, 28 or 32")
         tid = self.transaction_id
-        buf = bytearray(_HEADER.pack(message_type(self.method, self.cls), 0, MAGIC_COOKIE))
-        buf += tid
-        pack_attr = _ATTR_HEADER.pack
-        for t, value in self.attributes if self._items is None else self._items:
-            if t in _TRAILERS:
-                continue
-            data = encode_value(t, value, tid)
-            size = len(data)
-            buf += pack_attr(t, size)
-            buf += data
-            buf += _PADDING[size & 3]
+        mtype = _TYPES.get((self.method, self.cls)) or message_type(self.method, self.cls)
+        items = self._items if self._items is not None else self._all_items()
+        body = _memoised(items)
+        if body is None:
+            body = _encode_items(items, tid)
+        # Built as bytes with the length field of each stage: immutable bytes are quicker
+        # to make in CPython than a bytearray patched in place and copied out.
+        length = len(body)
+        if length + _MAX_TRAILERS > _MAX_LENGTH:
+            _check_room(length, integrity_key is not None, sha256, sha256_length, fingerprint)
         if integrity_key is not None:
             if sha256:
-                if not (16 <= sha256_length <= 32 and sha256_length % 4 == 0):
-                    raise ValueError("sha256_length must be 16, 20, 24, 28 or 32")
-                _U16.pack_into(buf, 2, len(buf) - HEADER_LENGTH + 4 + sha256_length)
-                buf += pack_attr(_MI256, sha256_length)
-                buf += hmac_sha256(integrity_key, buf[:-4])[:sha256_length]
+                length += 4 + sha256_length
+                mac = hmac_sha256(
+                    integrity_key, _HEADER.pack(mtype, length, MAGIC_COOKIE) + tid + body
+                )
+                body += _ATTR_HEADER.pack(_MI256, sha256_length) + mac[:sha256_length]
             else:
-                _U16.pack_into(buf, 2, len(buf) - HEADER_LENGTH + 24)
-                buf += pack_attr(_MI, 20)
-                buf += hmac_sha1(integrity_key, buf[:-4])
+                length += 24
+                mac = hmac_sha1(
+                    integrity_key, _HEADER.pack(mtype, length, MAGIC_COOKIE) + tid + body
+                )
+                body += _MI_HEADER + mac
         if fingerprint:
-            _U16.pack_into(buf, 2, len(buf) - HEADER_LENGTH + 8)
-            buf += _FINGERPRINT_ATTR.pack(_FP, 4, zlib.crc32(buf) ^ FINGERPRINT_XOR)
-        else:
-            _U16.pack_into(buf, 2, len(buf) - HEADER_LENGTH)
-        return bytes(buf)
+            length += 8
+            message = _HEADER.pack(mtype, length, MAGIC_COOKIE) + tid + body
+            return message + _FINGERPRINT_ATTR.pack(_FP, 4, crc32(message) ^ FINGERPRINT_XOR)
+        return _HEADER.pack(mtype, length, MAGIC_COOKIE) + tid + body
 
     # -- plumbing --------------------------------------------------------------------------
 
@@ -319,16 +391,142 @@ class Message:
         return f"<Message {method} {self.cls.name} {self.transaction_id.hex()} [{attrs}]>"
 
 
+def _check_room(
+    length: int, integrity: bool, sha256: bool, sha256_length: int, fingerprint: bool
+) -> None:
+    """Raise ValueError when ``length`` attribute bytes and the trailers asked for do not fit."""
+    if integrity:
+        length += 4 + (sha256_length if sha256 else 20)
+    if fingerprint:
+        length += 8
+    if length > _MAX_LENGTH:
+        raise ValueError(f"{length} bytes of attributes is too long for STUN")
+
+
+# -- the memo of encoded attribute lists ----------------------------------------------------
+
+
+class _Encoded(NamedTuple):
+    """A memoised attribute list: its wire bytes, and the classes of the numbers in it.
+
+    ``numbers`` holds ``(item, class)`` for values that are numbers, ``inner_numbers``
+    ``(item, index, class)`` for numbers inside tuple values (an address's port). A
+    list that is equal but holds a number of another class (``600.0`` for ``600``) must
+    not reuse the bytes: the encoder refuses it.
+    """
+
+    data: bytes
+    numbers: tuple[tuple[int, type], ...]
+    inner_numbers: tuple[tuple[int, int, type], ...]
+
+
+_ENCODED: dict[Items, _Encoded] = {}
+"""Encoded attribute lists, and single attributes as lists of one, by the list itself:
+an ICE check repeats its whole list, a server each client's XOR-MAPPED-ADDRESS."""
+_ENCODED_LIMIT = 1024
+
+
+def _memoised(items: Items) -> bytes | None:
+    """The memoised wire bytes of ``items``, if any."""
+    try:
+        memo = _ENCODED.get(items)
+    except TypeError:  # an unhashable value
+        return None
+    if memo is None:
+        return None
+    for i, cls in memo.numbers:
+        if items[i][1].__class__ is not cls:
+            return None
+    for i, j, cls in memo.inner_numbers:
+        if items[i][1][j].__class__ is not cls:
+            return None
+    return memo.data
+
+
+def _memoise(items: Items, data: bytes) -> None:
+    numbers = []
+    inner_numbers = []
+    for i, (attr_type, value) in enumerate(items):
+        if attr_type in FLAGS:  # any value encodes the same
+            continue
+        if isinstance(value, tuple):
+            inner_numbers += [
+                (i, j, v.__class__) for j, v in enumerate(value) if isinstance(v, int)
+            ]
+        elif isinstance(value, int):
+            numbers.append((i, value.__class__))
+    if len(_ENCODED) >= _ENCODED_LIMIT:
+        _ENCODED.clear()
+    _ENCODED[items] = _Encoded(data, tuple(numbers), tuple(inner_numbers))
+
+
+def _encode_items(items: Items, tid: bytes) -> bytes:
+    """Encode an attribute list attribute by attribute, from the memo where possible.
+
+    The list is memoised when all its attributes could be. Integrity and fingerprint
+    attributes become nothing: :meth:`Message.encode` computes its own.
+    """
+    parts = []
+    reuse = True
+    for item in items:
+        attr_type, value = item
+        if attr_type in _TRAILERS:
+            reuse = False
+            continue
+        data = _memoised((item,))
+        if data is None:
+            data = encode_attribute(attr_type, value, tid)
+            if reusable(attr_type, value, data):
+                _memoise((item,), data)
+            else:
+                reuse = False
+        parts.append(data)
+    data = b"".join(parts)
+    if reuse:
+        _memoise(items, data)
+    return data
+
+
+# -- decoding -------------------------------------------------------------------------------
+
+
 def decode(data: bytes | bytearray | memoryview) -> Message:
     """Parse one STUN message from a datagram (or a complete framed message).
 
     Raises :class:`ParseError` with a reason on anything malformed, and nothing else.
     """
-    if not isinstance(data, bytes):
-        try:
-            data = bytes(data)
-        except TypeError:
-            raise ParseError(f"cannot decode a {type(data).__name__}") from None
+    if data.__class__ is not bytes:
+        data = _as_bytes(data)
+    shape = _SHAPES.get(data[:8])
+    if shape is None:
+        layout = _learn(data)
+    else:
+        size, reader, signature, layout = shape
+        if size != len(data) or reader.unpack_from(data) != signature:
+            layout = _learn(data)
+    message = _new_message(Message)  # decode fills the slots itself
+    message.method = layout.method
+    message.cls = layout.cls
+    message.transaction_id = data[8:20]
+    message._raw = data
+    message._layout = layout
+    message._index = layout.index
+    message._items = None
+    return message
+
+
+_new_message = object.__new__
+
+
+def _as_bytes(data: object) -> bytes:
+    try:
+        return memoryview(data).tobytes()  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ParseError(f"cannot decode a {type(data).__name__}") from None
+
+
+def _check_header(data: bytes) -> int:
+    """Validate the 20-byte header; return the message type."""
     size = len(data)
     if size < HEADER_LENGTH:
         raise ParseError(f"{size} bytes is shorter than a STUN header")
@@ -347,71 +545,130 @@ def decode(data: bytes | bytearray | memoryview) -> Message:
         )
     if length & 3:
         raise ParseError(f"length {length} is not a multiple of 4")
-
-    index: dict[int, int] = {}
-    specs = _SPECS
-    unpack = _ATTR_HEADER.unpack_from
-    off = HEADER_LENGTH
-    t = -1
-    while off < size:
-        t, alen = unpack(data, off)
-        end = off + 4 + alen
-        if end > size:
-            raise ParseError(f"{attribute_name(t)} of {alen} bytes runs past the end")
-        spec = specs.get(t)
-        if spec is not None:
-            if alen < spec[0] or alen > spec[1]:
-                raise ParseError(f"{attribute_name(t)} has {alen} value bytes")
-            if spec[2] is not None:
-                problem = spec[2](data, off + 4, end)
-                if problem is not None:
-                    raise ParseError(f"{attribute_name(t)}: {problem}")
-            if t in _TRAILERS:
-                break
-        if t not in index:
-            index[t] = off
-        off = (end + 3) & ~3
-
-    message = Message.__new__(Message)
-    method, cls = _split_type(mtype)
-    message.method = method
-    message.cls = cls
-    message.transaction_id = data[8:20]
-    message._raw = data
-    message._index = index
-    message._items = None
-    message._mi = message._mi256 = message._fp = -1
-    if off < size:
-        _read_trailers(message, data, off, t)
-    return message
+    return int(mtype)
 
 
-def _read_trailers(message: Message, data: bytes, off: int, t: int) -> None:
-    """Record the integrity and fingerprint attributes from ``off`` on, per RFC 8489 §9.
+_WalkRule = tuple[range, Check | None, Decoder, int, frozenset[int] | None]
 
-    After MESSAGE-INTEGRITY only MESSAGE-INTEGRITY-SHA256 and FINGERPRINT count, after
-    MESSAGE-INTEGRITY-SHA256 only FINGERPRINT, after FINGERPRINT nothing; the rest is
-    still checked for layout but otherwise ignored.
+_RULES: dict[int, _WalkRule] = {
+    int(t): (lengths, check, decode, Attr(t), _ALLOWED_AFTER.get(t))
+    for t, (lengths, check, _, decode) in RULES.items()
+}
+"""What :func:`_walk` needs of each known attribute type, in one lookup: the value
+lengths allowed, the value check, the decoder, the :class:`Attr` member to index it by
+(``get(Attr.X)`` then finds it by identity) and, for MESSAGE-INTEGRITY(-SHA256) and
+FINGERPRINT, which attributes may still count after it."""
+
+
+def _unknown(attr_type: int) -> _WalkRule:
+    return UNKNOWN_RULE[0], None, UNKNOWN_RULE[3], attr_type, None
+
+
+def _walk(data: bytes) -> tuple[list[tuple[int, Entry]], dict[int, Entry]]:
+    """Check the attributes after a valid header; list and index those that count.
+
+    Every attribute that counts has its value checked and becomes ``(type, (start, end,
+    decoder))``; the index keeps the first of each type. Per RFC 8489 section 9, after
+    MESSAGE-INTEGRITY only MESSAGE-INTEGRITY-SHA256 and FINGERPRINT count, after
+    MESSAGE-INTEGRITY-SHA256 only FINGERPRINT, after FINGERPRINT nothing; the attributes
+    that do not count must still fit the message.
     """
+    entries = []
+    index: dict[int, Entry] = {}
+    allowed: frozenset[int] | None = None  # None until the first of those three
+    unpack, rules = _ATTR_HEADER.unpack_from, _RULES
     size = len(data)
-    allowed = _TRAILERS
-    while True:
-        if t in allowed:
-            if t == _MI:
-                message._mi = off
-                allowed = frozenset((_MI256, _FP))
-            elif t == _MI256:
-                message._mi256 = off
-                allowed = frozenset((_FP,))
-            else:
-                message._fp = off
-                allowed = frozenset()
-            message._index[t] = off
-        off = (off + 4 + ((data[off + 2] << 8) | data[off + 3]) + 3) & ~3
-        if off >= size:
-            return
-        t, alen = _ATTR_HEADER.unpack_from(data, off)
-        if off + 4 + alen > size:
-            raise ParseError(f"{attribute_name(t)} of {alen} bytes runs past the end")
-        if t in allowed:
-            check_value(t, data, off + 4, off + 4 + alen)
+    off = HEADER_LENGTH
+    while off < size:
+        attr_type, length = unpack(data, off)
+        start = off + 4
+        end = start + length
+        if end > size:
+            raise ParseError(f"{attribute_name(attr_type)} of {length} bytes runs past the end")
+        if allowed is None or attr_type in allowed:
+            lengths, check, decode_value, key, after = rules.get(attr_type) or _unknown(attr_type)
+            if length not in lengths:
+                raise ParseError(f"{attribute_name(attr_type)} has {length} value bytes")
+            if check is not None:
+                problem = check(data, start, end)
+                if problem is not None:
+                    raise ParseError(f"{attribute_name(attr_type)}: {problem}")
+            entry = (start, end, decode_value)
+            entries.append((attr_type, entry))
+            if key not in index:
+                index[key] = entry
+            if after is not None:
+                allowed = after
+        off = (end + 3) & ~3
+    return entries, index
+
+
+def _truncated(mac: Mac, size: int) -> Mac:
+    return lambda key, data: mac(key, data)[:size]
+
+
+_SHA256_MACS: dict[int, Mac] = {
+    32: hmac_sha256,
+    **{size: _truncated(hmac_sha256, size) for size in (16, 20, 24, 28)},
+}
+"""The MESSAGE-INTEGRITY-SHA256 MAC for each value length that validation lets through."""
+
+
+def _covered_head(data: bytes, end: int) -> bytes:
+    """The message type and a length field that ends the message at ``end``."""
+    return data[:2] + _U16.pack(end - HEADER_LENGTH)
+
+
+def _learn(data: bytes) -> _Layout:
+    """Check a whole message and work out its layout.
+
+    The layout is remembered the second time a message starts with the same 8 bytes, so
+    that one-off messages do not pay for that.
+    """
+    method, cls = _split_type(_check_header(data))
+    entries, index = _walk(data)
+    layout = _Layout(data, method, cls, entries, index)
+    key = data[:8]
+    if key not in _SEEN:
+        if len(_SEEN) >= _SHAPE_LIMIT:
+            _SEEN.clear()
+        _SEEN.add(key)
+    elif len(entries) <= _SHAPE_MAX_ATTRIBUTES:
+        _SEEN.discard(key)
+        _remember(key, data, layout)
+    return layout
+
+
+def _remember(key: bytes, data: bytes, layout: _Layout) -> None:
+    """Keep ``layout`` for later messages that start with ``key`` and match its signature.
+
+    The key holds the message type, length and magic cookie. The signature is every
+    attribute header and, of each attribute that counts, the leading value bytes its
+    check reads (``Codec.check_span``), adjacent ones read as one field: a message that
+    matches both walks, validates and counts exactly like this one.
+    """
+    counted = {start for _, (start, _, _) in layout.entries}
+    fmt = "!"
+    pos = first = 0  # the field being read is data[first:pos]
+    size = len(data)
+    off = HEADER_LENGTH
+    while off < size:
+        attr_type, length = _ATTR_HEADER.unpack_from(data, off)
+        if off != pos:  # a gap: end the field so far and skip the gap
+            if pos:
+                fmt += _field(pos - first)
+            fmt += f"{off - pos}x"
+            first = off
+        pos = off + 4
+        if pos in counted:
+            pos += min(RULES.get(attr_type, UNKNOWN_RULE)[2], length)
+        off = (off + 4 + length + 3) & ~3
+    reader = struct.Struct(fmt + _field(pos - first))
+    if len(_SHAPES) >= _SHAPE_LIMIT:
+        _SHAPES.clear()
+    _SHAPES[key] = _Shape(size, reader, reader.unpack_from(data), layout)
+
+
+def _field(size: int) -> str:
+    """A struct format field that reads ``size`` bytes."""
+    return _FIELDS.get(size) or f"{size}s"
