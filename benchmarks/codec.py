@@ -107,10 +107,10 @@ def _aioice_parse_response(data: bytes) -> object:
     return msg.attributes["XOR-MAPPED-ADDRESS"]
 
 
-def _rate(fn: Callable[[], object], seconds: float) -> float:
-    """Best-of-five messages per second."""
+def _round_size(fn: Callable[[], object], seconds: float) -> int:
+    """How many calls of ``fn`` take about ``seconds`` / 5."""
     count = 2000
-    while True:  # calibrate so that one round takes about seconds / 5
+    while True:
         start = time.perf_counter()
         for _ in range(count):
             fn()
@@ -118,14 +118,26 @@ def _rate(fn: Callable[[], object], seconds: float) -> float:
         if elapsed >= seconds / 25 or count > 10_000_000:
             break
         count *= 4
-    per_round = max(count, int(count * (seconds / 5) / elapsed))
-    best = float("inf")
+    return max(count, int(count * (seconds / 5) / elapsed))
+
+
+def _rates(
+    ours: Callable[[], object], theirs: Callable[[], object], seconds: float
+) -> tuple[float, float]:
+    """Best-of-five calls per second of each, their rounds interleaved.
+
+    Taking turns round by round exposes both to the same conditions (other processes,
+    clock changes) instead of measuring one library after the other.
+    """
+    sizes = (_round_size(ours, seconds), _round_size(theirs, seconds))
+    best = [float("inf"), float("inf")]
     for _ in range(5):
-        start = time.perf_counter()
-        for _ in range(per_round):
-            fn()
-        best = min(best, time.perf_counter() - start)
-    return per_round / best
+        for i, (fn, size) in enumerate(zip((ours, theirs), sizes, strict=True)):
+            start = time.perf_counter()
+            for _ in range(size):
+                fn()
+            best[i] = min(best[i], (time.perf_counter() - start) / size)
+    return 1 / best[0], 1 / best[1]
 
 
 def run(seconds: float = 2.0) -> list[dict[str, object]]:
@@ -153,7 +165,7 @@ def run(seconds: float = 2.0) -> list[dict[str, object]]:
     ]
     rows: list[dict[str, object]] = []
     for name, ours, theirs in cases:
-        a, b = _rate(ours, seconds), _rate(theirs, seconds)
+        a, b = _rates(ours, theirs, seconds)
         rows.append({"metric": name, "unit": "msg/s", "icestack": a, "aioice": b, "ratio": a / b})
     return rows
 

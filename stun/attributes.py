@@ -18,8 +18,6 @@ from collections.abc import Callable
 from enum import IntEnum
 from typing import Any, NamedTuple
 
-from .errors import ParseError
-
 MAGIC_COOKIE = 0x2112A442
 _COOKIE_BYTES = MAGIC_COOKIE.to_bytes(4, "big")
 _COOKIE_PORT = MAGIC_COOKIE >> 16
@@ -446,17 +444,6 @@ UNKNOWN_RULE: Rule = (range(0x10000), None, 0, _dec_bytes)
 """Unknown attribute types: any length, decoded to their raw value bytes."""
 
 
-def check_value(attr_type: int, buf: bytes, start: int, end: int) -> None:
-    """Raise :class:`ParseError` if ``buf[start:end]`` is not a valid value for the type."""
-    lengths, check, _, _ = RULES.get(attr_type, UNKNOWN_RULE)
-    if end - start not in lengths:
-        raise ParseError(f"{attribute_name(attr_type)} has {end - start} value bytes")
-    if check is not None:
-        problem = check(buf, start, end)
-        if problem is not None:
-            raise ParseError(f"{attribute_name(attr_type)}: {problem}")
-
-
 def encode_value(attr_type: int, value: Any, transaction_id: bytes) -> bytes:
     """Encode one attribute value; unknown types take raw bytes."""
     codec = CODECS.get(attr_type)
@@ -493,7 +480,7 @@ def reusable(attr_type: int, value: Any, encoded: bytes) -> bool:
     """Whether ``value`` encodes to ``encoded`` in every message, so that it may be memoised.
 
     Only plain values (str, bytes, int or tuples of them) of codecs that allow it; an
-    IPv6 XOR address depends on the transaction id.
+    IPv6 XOR address (not the 12 bytes of an IPv4 one) depends on the transaction id.
     """
     codec = CODECS.get(attr_type)
     if codec is None or not codec.memo:

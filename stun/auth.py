@@ -119,7 +119,10 @@ def _cached_hmac(new_hash: Callable[..., Any]) -> Mac:
         return pads
 
     def mac(key: bytes, data: bytes | bytearray) -> bytes:
-        inner, outer = states.get(key) or keyed(key)
+        try:
+            inner, outer = states[key]
+        except KeyError:
+            inner, outer = keyed(key)
         inner = inner.copy()
         inner.update(data)
         outer = outer.copy()
@@ -131,10 +134,6 @@ def _cached_hmac(new_hash: Callable[..., Any]) -> Mac:
 
 
 hmac_sha1 = _cached_hmac(hashlib.sha1)
-hmac_sha1.__doc__ = (
-    """HMAC-SHA1 of ``data`` (MESSAGE-INTEGRITY) from the key's cached hash states."""
-)
+hmac_sha1.__doc__ = "HMAC-SHA1 (MESSAGE-INTEGRITY) from the key's cached hash states."
 hmac_sha256 = _cached_hmac(hashlib.sha256)
-hmac_sha256.__doc__ = (
-    """HMAC-SHA256 of ``data`` (MESSAGE-INTEGRITY-SHA256) from cached hash states."""
-)
+hmac_sha256.__doc__ = "HMAC-SHA256 (MESSAGE-INTEGRITY-SHA256) from the key's cached hash states."

@@ -6,10 +6,11 @@ then converted lazily, when :meth:`Message.get` asks for them.
 
 Speed comes from remembering, never from skipping a check:
 
-- what :func:`decode` learns from a message's attribute headers (offsets, what counts,
-  where integrity and fingerprint are) is kept as a :class:`_Layout`, and the next
-  message with the same first 8 bytes reuses it once one ``struct`` read shows that its
-  attribute headers, and the value bytes validation looks at, are identical;
+- what :func:`decode` learns from a message (where each attribute is, which ones count,
+  where integrity and fingerprint are) is a :class:`_Layout`. When a second message
+  starts with the same 8 bytes (type, length, magic cookie) its layout is remembered,
+  and later ones reuse it once one ``struct`` read shows that their attribute headers,
+  and the value bytes that validation looks at, are the same;
 - :meth:`Message.encode` copies attribute lists (and single attributes) that encode the
   same way in every message from a memo of their wire bytes.
 """
@@ -18,10 +19,10 @@ from __future__ import annotations
 
 import os
 import struct
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from enum import IntEnum
 from hmac import compare_digest
-from typing import Any, NamedTuple
+from typing import Any
 from zlib import crc32
 
 from .attributes import (
@@ -37,7 +38,7 @@ from .attributes import (
     encode_attribute,
     reusable,
 )
-from .auth import hmac_sha1, hmac_sha256
+from .auth import Mac, hmac_sha1, hmac_sha256
 from .errors import ParseError
 
 HEADER_LENGTH = 20
@@ -111,79 +112,12 @@ def _split_type(mtype: int) -> tuple[int, Class]:
 
 
 _TYPES: dict[tuple[int, int], int] = {(m, c): message_type(m, c) for m in Method for c in Class}
+"""The message type of every known (method, class) pair."""
 
 
 AttributeItems = Mapping[int, Any] | Iterable[tuple[int, Any]]
 Items = tuple[tuple[int, Any], ...]
 Entry = tuple[int, int, Decoder]  # where a value is in the message, and its decoder
-Mac = Callable[[bytes, bytes], bytes]
-
-
-class _Layout:
-    """Everything :func:`decode` learnt from one message's header and attributes.
-
-    ``entries`` lists every attribute that counts as ``(type, (start, end, decoder))`` in
-    wire order, and ``index`` maps each type to the ``(start, end, decoder)`` of its first
-    value. ``integrity`` is ``(mac, start, end, head)`` of the MESSAGE-INTEGRITY(-SHA256)
-    value to verify: ``mac`` gives as many bytes as the attribute holds, and ``head`` is
-    the first four bytes as the MAC covers them (the length field ends at that attribute).
-    ``fingerprint`` is ``(offset, head)`` of FINGERPRINT, ``head`` being None when it is
-    the last attribute. Layouts are shared between messages and never change.
-    """
-
-    __slots__ = ("cls", "entries", "fingerprint", "index", "integrity", "method")
-
-    def __init__(
-        self,
-        data: bytes,
-        method: int,
-        cls: Class,
-        entries: list[tuple[int, Entry]],
-        index: dict[int, Entry],
-    ) -> None:
-        self.method = method
-        self.cls = cls
-        self.entries = entries
-        self.index = index
-        self.integrity: tuple[Mac, int, int, bytes] | None = None
-        self.fingerprint: tuple[int, bytes | None] | None = None
-        if _MI256 in index:
-            start, end, _ = index[_MI256]
-            self.integrity = (_SHA256_MACS[end - start], start, end, _covered_head(data, end))
-        elif _MI in index:
-            start, end, _ = index[_MI]
-            self.integrity = (hmac_sha1, start, end, _covered_head(data, end))
-        if _FP in index:
-            start, end, _ = index[_FP]
-            head = None if end == len(data) else _covered_head(data, end)
-            self.fingerprint = (start - 4, head)
-
-
-_BUILT = _Layout(b"", 0, Class.REQUEST, [], {})
-"""The layout of every message built in code: no wire bytes, nothing to look up."""
-
-
-class _Shape(NamedTuple):
-    """A remembered layout and how to recognise another message that has it.
-
-    ``reader`` picks the magic cookie, every attribute header and the value bytes that
-    validation reads out of a message of ``size`` bytes; a message is known to have this
-    layout when that read equals ``signature``.
-    """
-
-    size: int
-    reader: struct.Struct
-    signature: tuple[Any, ...]
-    layout: _Layout
-
-
-_SHAPES: dict[bytes, _Shape] = {}
-"""Remembered layouts by the first 8 header bytes (message type, length, magic cookie)."""
-_SEEN: set[bytes] = set()
-"""First 8 bytes of messages decoded once, whose layout is remembered if they come back."""
-_FIELDS = {1: "B", 2: "H", 4: "I", 8: "Q"}
-_SHAPE_LIMIT = 256
-_SHAPE_MAX_ATTRIBUTES = 32
 
 
 class Message:
@@ -222,7 +156,8 @@ class Message:
         )
         if attributes is None:
             self._items: Items | None = ()
-        elif isinstance(attributes, list) or not isinstance(attributes, Mapping):  # list: cheaper
+        # A list, the common case, is told apart before the (slower) Mapping test.
+        elif isinstance(attributes, list) or not isinstance(attributes, Mapping):
             self._items = tuple(attributes)
         else:
             self._items = tuple(attributes.items())
@@ -294,10 +229,10 @@ class Message:
         fingerprint = self._layout.fingerprint
         if fingerprint is None:
             return False
-        offset, head = fingerprint
+        offset, start, head = fingerprint
         raw = self._raw
         covered = raw[:offset] if head is None else head + raw[4:offset]
-        expected: int = _U32.unpack_from(raw, offset + 4)[0]
+        expected: int = _U32.unpack_from(raw, start)[0]
         return crc32(covered) ^ FINGERPRINT_XOR == expected
 
     @property
@@ -342,34 +277,34 @@ class Message:
         if sha256 and not (16 <= sha256_length <= 32 and sha256_length % 4 == 0):
             raise ValueError("sha256_length must be 16, 20, 24, 28 or 32")
         tid = self.transaction_id
-        mtype = _TYPES.get((self.method, self.cls)) or message_type(self.method, self.cls)
+        try:
+            mtype = _TYPES[self.method, self.cls]
+        except KeyError:  # a method this module does not name
+            mtype = message_type(self.method, self.cls)
         items = self._items if self._items is not None else self._all_items()
         body = _memoised(items)
         if body is None:
             body = _encode_items(items, tid)
-        # Built as bytes with the length field of each stage: immutable bytes are quicker
-        # to make in CPython than a bytearray patched in place and copied out.
         length = len(body)
         if length + _MAX_TRAILERS > _MAX_LENGTH:
             _check_room(length, integrity_key is not None, sha256, sha256_length, fingerprint)
+        # Built as bytes, the header packed afresh for each length field the MAC and the
+        # CRC cover: quicker in CPython than patching a bytearray and copying it out.
+        rest = tid + body  # everything after the magic cookie
         if integrity_key is not None:
             if sha256:
                 length += 4 + sha256_length
-                mac = hmac_sha256(
-                    integrity_key, _HEADER.pack(mtype, length, MAGIC_COOKIE) + tid + body
-                )
-                body += _ATTR_HEADER.pack(_MI256, sha256_length) + mac[:sha256_length]
+                mac = hmac_sha256(integrity_key, _HEADER.pack(mtype, length, MAGIC_COOKIE) + rest)
+                rest += _ATTR_HEADER.pack(_MI256, sha256_length) + mac[:sha256_length]
             else:
                 length += 24
-                mac = hmac_sha1(
-                    integrity_key, _HEADER.pack(mtype, length, MAGIC_COOKIE) + tid + body
-                )
-                body += _MI_HEADER + mac
+                mac = hmac_sha1(integrity_key, _HEADER.pack(mtype, length, MAGIC_COOKIE) + rest)
+                rest += _MI_HEADER + mac
         if fingerprint:
             length += 8
-            message = _HEADER.pack(mtype, length, MAGIC_COOKIE) + tid + body
+            message = _HEADER.pack(mtype, length, MAGIC_COOKIE) + rest
             return message + _FINGERPRINT_ATTR.pack(_FP, 4, crc32(message) ^ FINGERPRINT_XOR)
-        return _HEADER.pack(mtype, length, MAGIC_COOKIE) + tid + body
+        return _HEADER.pack(mtype, length, MAGIC_COOKIE) + rest
 
     # -- plumbing --------------------------------------------------------------------------
 
@@ -385,10 +320,35 @@ class Message:
 
     __hash__ = None  # type: ignore[assignment]
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # For copy and pickle: layouts are shared and hold functions, so a message is
+        # rebuilt from what it is made of, its wire bytes when it has them.
+        if self._layout is _BUILT:
+            return _rebuild, (self.method, self.cls, self.transaction_id, self._items)
+        return _redecode, (self._raw, self.method, self.cls, self.transaction_id)
+
     def __repr__(self) -> str:
         method = self.method.name if isinstance(self.method, Method) else f"0x{self.method:03x}"
         attrs = ", ".join(f"{attribute_name(t)}={v!r}" for t, v in self.attributes)
         return f"<Message {method} {self.cls.name} {self.transaction_id.hex()} [{attrs}]>"
+
+
+def _rebuild(method: int, cls: Class, transaction_id: bytes, items: Items) -> Message:
+    message = Message(Method.BINDING, Class.REQUEST, transaction_id, items)
+    message.method = method
+    message.cls = cls
+    return message
+
+
+def _redecode(raw: bytes, method: int, cls: Class, transaction_id: bytes) -> Message:
+    message = decode(raw)
+    message.method = method
+    message.cls = cls
+    message.transaction_id = transaction_id
+    return message
+
+
+# -- encoding: the memo of encoded attribute lists ---------------------------------------
 
 
 def _check_room(
@@ -403,22 +363,13 @@ def _check_room(
         raise ValueError(f"{length} bytes of attributes is too long for STUN")
 
 
-# -- the memo of encoded attribute lists ----------------------------------------------------
-
-
-class _Encoded(NamedTuple):
-    """A memoised attribute list: its wire bytes, and the classes of the numbers in it.
-
-    ``numbers`` holds ``(item, class)`` for values that are numbers, ``inner_numbers``
-    ``(item, index, class)`` for numbers inside tuple values (an address's port). A
-    list that is equal but holds a number of another class (``600.0`` for ``600``) must
-    not reuse the bytes: the encoder refuses it.
-    """
-
-    data: bytes
-    numbers: tuple[tuple[int, type], ...]
-    inner_numbers: tuple[tuple[int, int, type], ...]
-
+_Encoded = tuple[bytes, tuple[int, ...], tuple[tuple[int, int], ...]]
+"""A memoised attribute list: ``(data, numbers, inner_numbers)``, its wire bytes and where
+its numbers are: ``numbers`` holds the items whose values are ints, ``inner_numbers``
+``(item, index)`` of ints inside tuple values (an address's port). A list that is equal
+but holds another kind of number there (``600.0`` for ``600``) must not reuse the bytes:
+the encoder refuses it. (Any int, bool or IntEnum equal to the memoised one encodes the
+same way.)"""
 
 _ENCODED: dict[Items, _Encoded] = {}
 """Encoded attribute lists, and single attributes as lists of one, by the list itself:
@@ -434,30 +385,30 @@ def _memoised(items: Items) -> bytes | None:
         return None
     if memo is None:
         return None
-    for i, cls in memo.numbers:
-        if items[i][1].__class__ is not cls:
+    data, numbers, inner_numbers = memo
+    for i in numbers:
+        if not isinstance(items[i][1], int):
             return None
-    for i, j, cls in memo.inner_numbers:
-        if items[i][1][j].__class__ is not cls:
+    for i, j in inner_numbers:
+        if not isinstance(items[i][1][j], int):
             return None
-    return memo.data
+    return data
 
 
 def _memoise(items: Items, data: bytes) -> None:
+    """Remember that ``items`` encode to ``data``, and where their numbers are."""
     numbers = []
     inner_numbers = []
     for i, (attr_type, value) in enumerate(items):
         if attr_type in FLAGS:  # any value encodes the same
             continue
         if isinstance(value, tuple):
-            inner_numbers += [
-                (i, j, v.__class__) for j, v in enumerate(value) if isinstance(v, int)
-            ]
+            inner_numbers += [(i, j) for j, v in enumerate(value) if isinstance(v, int)]
         elif isinstance(value, int):
-            numbers.append((i, value.__class__))
+            numbers.append(i)
     if len(_ENCODED) >= _ENCODED_LIMIT:
         _ENCODED.clear()
-    _ENCODED[items] = _Encoded(data, tuple(numbers), tuple(inner_numbers))
+    _ENCODED[items] = (data, tuple(numbers), tuple(inner_numbers))
 
 
 def _encode_items(items: Items, tid: bytes) -> bytes:
@@ -487,7 +438,10 @@ def _encode_items(items: Items, tid: bytes) -> bytes:
     return data
 
 
-# -- decoding -------------------------------------------------------------------------------
+# -- decoding ------------------------------------------------------------------------------
+
+
+_new_message = object.__new__  # a Message without __init__: decode fills its slots
 
 
 def decode(data: bytes | bytearray | memoryview) -> Message:
@@ -504,7 +458,7 @@ def decode(data: bytes | bytearray | memoryview) -> Message:
         size, reader, signature, layout = shape
         if size != len(data) or reader.unpack_from(data) != signature:
             layout = _learn(data)
-    message = _new_message(Message)  # decode fills the slots itself
+    message = _new_message(Message)
     message.method = layout.method
     message.cls = layout.cls
     message.transaction_id = data[8:20]
@@ -513,9 +467,6 @@ def decode(data: bytes | bytearray | memoryview) -> Message:
     message._index = layout.index
     message._items = None
     return message
-
-
-_new_message = object.__new__
 
 
 def _as_bytes(data: object) -> bytes:
@@ -551,8 +502,8 @@ def _check_header(data: bytes) -> int:
 _WalkRule = tuple[range, Check | None, Decoder, int, frozenset[int] | None]
 
 _RULES: dict[int, _WalkRule] = {
-    int(t): (lengths, check, decode, Attr(t), _ALLOWED_AFTER.get(t))
-    for t, (lengths, check, _, decode) in RULES.items()
+    int(t): (lengths, check, decode_value, Attr(t), _ALLOWED_AFTER.get(t))
+    for t, (lengths, check, _, decode_value) in RULES.items()
 }
 """What :func:`_walk` needs of each known attribute type, in one lookup: the value
 lengths allowed, the value check, the decoder, the :class:`Attr` member to index it by
@@ -561,6 +512,7 @@ FINGERPRINT, which attributes may still count after it."""
 
 
 def _unknown(attr_type: int) -> _WalkRule:
+    """The walk rule of an unknown attribute type: any length, read as raw bytes."""
     return UNKNOWN_RULE[0], None, UNKNOWN_RULE[3], attr_type, None
 
 
@@ -604,6 +556,7 @@ def _walk(data: bytes) -> tuple[list[tuple[int, Entry]], dict[int, Entry]]:
 
 
 def _truncated(mac: Mac, size: int) -> Mac:
+    """``mac`` cut to its first ``size`` bytes (a truncated MESSAGE-INTEGRITY-SHA256)."""
     return lambda key, data: mac(key, data)[:size]
 
 
@@ -617,6 +570,70 @@ _SHA256_MACS: dict[int, Mac] = {
 def _covered_head(data: bytes, end: int) -> bytes:
     """The message type and a length field that ends the message at ``end``."""
     return data[:2] + _U16.pack(end - HEADER_LENGTH)
+
+
+class _Layout:
+    """Everything :func:`decode` learnt from one message's header and attributes.
+
+    ``entries`` lists every attribute that counts as ``(type, (start, end, decoder))`` in
+    wire order, and ``index`` maps each type to the ``(start, end, decoder)`` of its first
+    value. ``integrity`` is ``(mac, start, end, head)`` of the MESSAGE-INTEGRITY(-SHA256)
+    value to verify: ``mac`` gives as many bytes as the attribute holds, and ``head`` is
+    the first four bytes as the MAC covers them (the length field ends at that attribute).
+    ``fingerprint`` is ``(offset, start, head)`` of FINGERPRINT (where the attribute and
+    its value start), ``head`` being None when it is the last attribute. Layouts are
+    shared between messages and never change.
+    """
+
+    __slots__ = ("cls", "entries", "fingerprint", "index", "integrity", "method")
+
+    def __init__(
+        self,
+        data: bytes,
+        method: int,
+        cls: Class,
+        entries: list[tuple[int, Entry]],
+        index: dict[int, Entry],
+    ) -> None:
+        self.method = method
+        self.cls = cls
+        self.entries = entries
+        self.index = index
+        self.integrity: tuple[Mac, int, int, bytes] | None = None
+        self.fingerprint: tuple[int, int, bytes | None] | None = None
+        if _MI256 in index:
+            start, end, _ = index[_MI256]
+            self.integrity = (_SHA256_MACS[end - start], start, end, _covered_head(data, end))
+        elif _MI in index:
+            start, end, _ = index[_MI]
+            self.integrity = (hmac_sha1, start, end, _covered_head(data, end))
+        if _FP in index:
+            start, end, _ = index[_FP]
+            head = None if end == len(data) else _covered_head(data, end)
+            self.fingerprint = (start - 4, start, head)
+
+
+_BUILT = _Layout(b"", 0, Class.REQUEST, [], {})
+"""The layout of every message built in code: no wire bytes, nothing to look up."""
+
+
+# -- remembered layouts --------------------------------------------------------------------
+
+
+_Shape = tuple[int, struct.Struct, tuple[Any, ...], _Layout]
+"""A remembered layout and how to recognise another message that has it: ``(size,
+reader, signature, layout)``. ``reader`` picks every attribute header and the value
+bytes that validation reads out of a message of ``size`` bytes; a message that starts
+with the same 8 bytes (the key) has this layout when that read equals ``signature``.
+(A plain tuple: CPython unpacks one much quicker than a NamedTuple.)"""
+
+_SHAPES: dict[bytes, _Shape] = {}
+"""Remembered layouts by the first 8 header bytes (message type, length, magic cookie)."""
+_SEEN: set[bytes] = set()
+"""First 8 bytes of messages decoded once, whose layout is remembered if they come back."""
+_FIELDS = {1: "B", 2: "H", 4: "I", 8: "Q"}
+_SHAPE_LIMIT = 256
+_SHAPE_MAX_ATTRIBUTES = 32
 
 
 def _learn(data: bytes) -> _Layout:
@@ -633,7 +650,7 @@ def _learn(data: bytes) -> _Layout:
         if len(_SEEN) >= _SHAPE_LIMIT:
             _SEEN.clear()
         _SEEN.add(key)
-    elif len(entries) <= _SHAPE_MAX_ATTRIBUTES:
+    else:
         _SEEN.discard(key)
         _remember(key, data, layout)
     return layout
@@ -652,7 +669,11 @@ def _remember(key: bytes, data: bytes, layout: _Layout) -> None:
     pos = first = 0  # the field being read is data[first:pos]
     size = len(data)
     off = HEADER_LENGTH
+    headers = 0
     while off < size:
+        headers += 1
+        if headers > _SHAPE_MAX_ATTRIBUTES:
+            return  # too many attributes to be worth a signature
         attr_type, length = _ATTR_HEADER.unpack_from(data, off)
         if off != pos:  # a gap: end the field so far and skip the gap
             if pos:
@@ -666,7 +687,7 @@ def _remember(key: bytes, data: bytes, layout: _Layout) -> None:
     reader = struct.Struct(fmt + _field(pos - first))
     if len(_SHAPES) >= _SHAPE_LIMIT:
         _SHAPES.clear()
-    _SHAPES[key] = _Shape(size, reader, reader.unpack_from(data), layout)
+    _SHAPES[key] = (size, reader, reader.unpack_from(data), layout)
 
 
 def _field(size: int) -> str:
