@@ -45,6 +45,8 @@ HEADER_LENGTH = 20
 FINGERPRINT_XOR = 0x5354554E
 
 _HEADER = struct.Struct("!HHI")
+_FULL_HEADER = struct.Struct("!HHI12s")  # with the transaction id
+_TYPE_LENGTH = struct.Struct("!HH")
 _ATTR_HEADER = struct.Struct("!HH")
 _U16 = struct.Struct("!H")
 _U32 = struct.Struct("!I")
@@ -113,6 +115,10 @@ def _split_type(mtype: int) -> tuple[int, Class]:
 
 _TYPES: dict[tuple[int, int], int] = {(m, c): message_type(m, c) for m in Method for c in Class}
 """The message type of every known (method, class) pair."""
+_SPLIT_TYPES: dict[int, tuple[int, Class]] = {
+    message_type(m, c): (m, c) for m in Method for c in Class
+}
+"""The known (method, class) pair of each message type."""
 
 
 AttributeItems = Mapping[int, Any] | Iterable[tuple[int, Any]]
@@ -220,20 +226,20 @@ class Message:
         integrity = self._layout.integrity
         if integrity is None:
             return False
-        mac, start, end, head = integrity
+        mac, covered, value, head = integrity
         raw = self._raw
-        return compare_digest(mac(key, head + raw[4 : start - 4]), raw[start:end])
+        return compare_digest(mac(key, head + raw[covered]), raw[value])
 
     def check_fingerprint(self) -> bool:
         """True when the message carries a FINGERPRINT and it matches."""
         fingerprint = self._layout.fingerprint
         if fingerprint is None:
             return False
-        offset, start, head = fingerprint
+        covered, start, head = fingerprint
         raw = self._raw
-        covered = raw[:offset] if head is None else head + raw[4:offset]
+        data = raw[covered] if head is None else head + raw[covered]
         expected: int = _U32.unpack_from(raw, start)[0]
-        return crc32(covered) ^ FINGERPRINT_XOR == expected
+        return crc32(data) ^ FINGERPRINT_XOR == expected
 
     @property
     def has_integrity(self) -> bool:
@@ -290,21 +296,21 @@ class Message:
             _check_room(length, integrity_key is not None, sha256, sha256_length, fingerprint)
         # Built as bytes, the header packed afresh for each length field the MAC and the
         # CRC cover: quicker in CPython than patching a bytearray and copying it out.
-        rest = tid + body  # everything after the magic cookie
         if integrity_key is not None:
             if sha256:
                 length += 4 + sha256_length
-                mac = hmac_sha256(integrity_key, _HEADER.pack(mtype, length, MAGIC_COOKIE) + rest)
-                rest += _ATTR_HEADER.pack(_MI256, sha256_length) + mac[:sha256_length]
+                header = _FULL_HEADER.pack(mtype, length, MAGIC_COOKIE, tid)
+                mac = hmac_sha256(integrity_key, header + body)[:sha256_length]
+                body += _ATTR_HEADER.pack(_MI256, sha256_length) + mac
             else:
                 length += 24
-                mac = hmac_sha1(integrity_key, _HEADER.pack(mtype, length, MAGIC_COOKIE) + rest)
-                rest += _MI_HEADER + mac
+                header = _FULL_HEADER.pack(mtype, length, MAGIC_COOKIE, tid)
+                body += _MI_HEADER + hmac_sha1(integrity_key, header + body)
         if fingerprint:
             length += 8
-            message = _HEADER.pack(mtype, length, MAGIC_COOKIE) + rest
+            message = _FULL_HEADER.pack(mtype, length, MAGIC_COOKIE, tid) + body
             return message + _FINGERPRINT_ATTR.pack(_FP, 4, crc32(message) ^ FINGERPRINT_XOR)
-        return _HEADER.pack(mtype, length, MAGIC_COOKIE) + rest
+        return _FULL_HEADER.pack(mtype, length, MAGIC_COOKIE, tid) + body
 
     # -- plumbing --------------------------------------------------------------------------
 
@@ -334,6 +340,7 @@ class Message:
 
 
 def _rebuild(method: int, cls: Class, transaction_id: bytes, items: Items) -> Message:
+    """A copy of a message built in code (for ``Message.__reduce__``)."""
     message = Message(Method.BINDING, Class.REQUEST, transaction_id, items)
     message.method = method
     message.cls = cls
@@ -341,6 +348,7 @@ def _rebuild(method: int, cls: Class, transaction_id: bytes, items: Items) -> Me
 
 
 def _redecode(raw: bytes, method: int, cls: Class, transaction_id: bytes) -> Message:
+    """A copy of a decoded message (for ``Message.__reduce__``)."""
     message = decode(raw)
     message.method = method
     message.cls = cls
@@ -389,9 +397,10 @@ def _memoised(items: Items) -> bytes | None:
     for i in numbers:
         if not isinstance(items[i][1], int):
             return None
-    for i, j in inner_numbers:
-        if not isinstance(items[i][1][j], int):
-            return None
+    if inner_numbers:  # most lists have none, and even an empty loop costs something
+        for i, j in inner_numbers:
+            if not isinstance(items[i][1][j], int):
+                return None
     return data
 
 
@@ -441,6 +450,8 @@ def _encode_items(items: Items, tid: bytes) -> bytes:
 # -- decoding ------------------------------------------------------------------------------
 
 
+_KEY = slice(0, 8)  # message type, length, magic cookie
+_TRANSACTION_ID = slice(8, 20)
 _new_message = object.__new__  # a Message without __init__: decode fills its slots
 
 
@@ -451,7 +462,7 @@ def decode(data: bytes | bytearray | memoryview) -> Message:
     """
     if data.__class__ is not bytes:
         data = _as_bytes(data)
-    shape = _SHAPES.get(data[:8])
+    shape = _SHAPES.get(data[_KEY])
     if shape is None:
         layout = _learn(data)
     else:
@@ -461,7 +472,7 @@ def decode(data: bytes | bytearray | memoryview) -> Message:
     message = _new_message(Message)
     message.method = layout.method
     message.cls = layout.cls
-    message.transaction_id = data[8:20]
+    message.transaction_id = data[_TRANSACTION_ID]
     message._raw = data
     message._layout = layout
     message._index = layout.index
@@ -567,53 +578,48 @@ _SHA256_MACS: dict[int, Mac] = {
 """The MESSAGE-INTEGRITY-SHA256 MAC for each value length that validation lets through."""
 
 
-def _covered_head(data: bytes, end: int) -> bytes:
-    """The message type and a length field that ends the message at ``end``."""
-    return data[:2] + _U16.pack(end - HEADER_LENGTH)
-
-
 class _Layout:
     """Everything :func:`decode` learnt from one message's header and attributes.
 
     ``entries`` lists every attribute that counts as ``(type, (start, end, decoder))`` in
     wire order, and ``index`` maps each type to the ``(start, end, decoder)`` of its first
-    value. ``integrity`` is ``(mac, start, end, head)`` of the MESSAGE-INTEGRITY(-SHA256)
-    value to verify: ``mac`` gives as many bytes as the attribute holds, and ``head`` is
-    the first four bytes as the MAC covers them (the length field ends at that attribute).
-    ``fingerprint`` is ``(offset, start, head)`` of FINGERPRINT (where the attribute and
-    its value start), ``head`` being None when it is the last attribute. Layouts are
-    shared between messages and never change.
+    value. ``integrity`` is ``(mac, covered, value, head)`` for the MESSAGE-INTEGRITY or
+    MESSAGE-INTEGRITY-SHA256 to verify: the MAC is computed over ``head`` (the message
+    type and a length field that ends at that attribute) and the ``covered`` slice of the
+    message, and must equal its ``value`` slice; ``mac`` gives as many bytes as the value
+    holds. ``fingerprint`` is ``(covered, start, head)``: the CRC covers ``covered``,
+    after ``head`` unless FINGERPRINT is the last attribute (then ``head`` is None and
+    the bytes are covered as they are), and the CRC value starts at ``start``. Layouts
+    are shared between messages and never change.
     """
 
     __slots__ = ("cls", "entries", "fingerprint", "index", "integrity", "method")
 
     def __init__(
-        self,
-        data: bytes,
-        method: int,
-        cls: Class,
-        entries: list[tuple[int, Entry]],
-        index: dict[int, Entry],
+        self, size: int, mtype: int, entries: list[tuple[int, Entry]], index: dict[int, Entry]
     ) -> None:
-        self.method = method
-        self.cls = cls
+        self.method, self.cls = _SPLIT_TYPES.get(mtype) or _split_type(mtype)
         self.entries = entries
         self.index = index
-        self.integrity: tuple[Mac, int, int, bytes] | None = None
-        self.fingerprint: tuple[int, int, bytes | None] | None = None
-        if _MI256 in index:
-            start, end, _ = index[_MI256]
-            self.integrity = (_SHA256_MACS[end - start], start, end, _covered_head(data, end))
-        elif _MI in index:
-            start, end, _ = index[_MI]
-            self.integrity = (hmac_sha1, start, end, _covered_head(data, end))
-        if _FP in index:
-            start, end, _ = index[_FP]
-            head = None if end == len(data) else _covered_head(data, end)
-            self.fingerprint = (start - 4, start, head)
+        self.integrity: tuple[Mac, slice, slice, bytes] | None = None
+        self.fingerprint: tuple[slice, int, bytes | None] | None = None
+        mi = index.get(_MI256) or index.get(_MI)
+        if mi is not None:
+            start, end, _ = mi
+            mac = _SHA256_MACS[end - start] if _MI256 in index else hmac_sha1
+            head = _TYPE_LENGTH.pack(mtype, end - HEADER_LENGTH)
+            self.integrity = (mac, slice(4, start - 4), slice(start, end), head)
+        fp = index.get(_FP)
+        if fp is not None:
+            start, end, _ = fp
+            if end == size:
+                self.fingerprint = (slice(0, start - 4), start, None)
+            else:
+                head = _TYPE_LENGTH.pack(mtype, end - HEADER_LENGTH)
+                self.fingerprint = (slice(4, start - 4), start, head)
 
 
-_BUILT = _Layout(b"", 0, Class.REQUEST, [], {})
+_BUILT = _Layout(0, 0, [], {})
 """The layout of every message built in code: no wire bytes, nothing to look up."""
 
 
@@ -631,7 +637,6 @@ _SHAPES: dict[bytes, _Shape] = {}
 """Remembered layouts by the first 8 header bytes (message type, length, magic cookie)."""
 _SEEN: set[bytes] = set()
 """First 8 bytes of messages decoded once, whose layout is remembered if they come back."""
-_FIELDS = {1: "B", 2: "H", 4: "I", 8: "Q"}
 _SHAPE_LIMIT = 256
 _SHAPE_MAX_ATTRIBUTES = 32
 
@@ -642,9 +647,9 @@ def _learn(data: bytes) -> _Layout:
     The layout is remembered the second time a message starts with the same 8 bytes, so
     that one-off messages do not pay for that.
     """
-    method, cls = _split_type(_check_header(data))
+    mtype = _check_header(data)
     entries, index = _walk(data)
-    layout = _Layout(data, method, cls, entries, index)
+    layout = _Layout(len(data), mtype, entries, index)
     key = data[:8]
     if key not in _SEEN:
         if len(_SEEN) >= _SHAPE_LIMIT:
@@ -691,5 +696,12 @@ def _remember(key: bytes, data: bytes, layout: _Layout) -> None:
 
 
 def _field(size: int) -> str:
-    """A struct format field that reads ``size`` bytes."""
-    return _FIELDS.get(size) or f"{size}s"
+    """A struct format that reads ``size`` bytes.
+
+    Short runs are read as 16-bit numbers: attribute types and lengths are mostly below
+    257, numbers CPython keeps ready-made, so the read allocates little and compares by
+    identity.
+    """
+    if size > 8:
+        return f"{size}s"
+    return "H" * (size // 2) + "B" * (size % 2)
