@@ -187,6 +187,8 @@ def _dec_text(buf: bytes, start: int, end: int) -> str:
 
 
 def _enc_bytes(value: bytes, tid: bytes) -> bytes:
+    if not isinstance(value, (bytes, bytearray, memoryview)):
+        raise TypeError("a bytes-like value is required")
     return bytes(value)
 
 
@@ -449,7 +451,7 @@ def encode_value(attr_type: int, value: Any, transaction_id: bytes) -> bytes:
     codec = CODECS.get(attr_type)
     try:
         if codec is None:
-            return bytes(value)
+            return _enc_bytes(value, transaction_id)
         encoded = codec.encode(value, transaction_id)
     except (struct.error, TypeError, AttributeError, UnicodeError, OverflowError) as exc:
         raise ValueError(

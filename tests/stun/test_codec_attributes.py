@@ -1308,3 +1308,15 @@ def test_largest_message() -> None:
     )
     with pytest.raises(ValueError):
         too_long.encode()
+
+
+@pytest.mark.parametrize("attr", [stun.Attr.DATA, 0x7F00, 0xBEEF])
+def test_raw_attributes_take_only_bytes(attr: int) -> None:
+    for value in (5, 10**12, "text"):
+        message = stun.Message(
+            stun.Method.BINDING, stun.Class.INDICATION, attributes=[(attr, value)]
+        )
+        with pytest.raises(ValueError, match="bytes-like"):
+            message.encode()
+    raw = stun.Message(stun.Method.BINDING, stun.Class.INDICATION, attributes=[(attr, b"ab")])
+    assert stun.decode(raw.encode()).get(attr) == b"ab"
