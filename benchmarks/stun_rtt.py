@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import json
 import os
+import socket
 import statistics
 import subprocess
 import sys
@@ -31,6 +32,7 @@ from aioice import stun as aioice_stun
 import stun
 from stun.client import StunClient, resolve
 from stun.uri import parse_server
+from tests.coturn import Coturn, turnserver_path
 
 Address = tuple[str, int]
 Probe = Callable[[], Awaitable[None]]
@@ -110,8 +112,6 @@ def _summary(values: list[float]) -> dict[str, float]:
 
 
 def _free_udp_port() -> int:
-    import socket
-
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
@@ -137,9 +137,6 @@ def _our_server() -> Iterator[Address]:
 
 @contextlib.contextmanager
 def _coturn() -> Iterator[Address | None]:
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    from tests.coturn import Coturn, turnserver_path
-
     if turnserver_path() is None:
         yield None
         return

@@ -18,8 +18,15 @@ from .auth import (
     short_term_key,
     userhash,
 )
-from .client import BindingResult, ClientStats, ResolutionError, StunClient, binding
-from .errors import ErrorResponse, IntegrityError, ParseError, StunError, TransactionTimeout
+from .client import BindingResult, ClientStats, StunClient, binding
+from .errors import (
+    ErrorResponse,
+    IntegrityError,
+    ParseError,
+    ResolutionError,
+    StunError,
+    TransactionTimeout,
+)
 from .framing import StreamFramer
 from .message import Class, Message, Method, decode
 from .nat import Behavior, NatReport, NotRfc5780Error

@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .attributes import Address, Attr
-from .errors import ParseError, StunError
+from .errors import ParseError, ResolutionError, StunError
 from .framing import StreamFramer
 from .message import Class, Message, Method, decode
 from .transaction import DEFAULT_RC, DEFAULT_RTO, ClientTransaction
-from .uri import ServerAddress, Transport, parse_server
+from .uri import ServerAddress, Transport, as_server
 
 
 @dataclass(slots=True)
@@ -150,8 +150,6 @@ class StunClient:
         :class:`~stun.ErrorResponse`, :class:`~stun.TransactionTimeout`,
         :class:`~stun.IntegrityError`, or :class:`StunError` if the client closes.
         """
-        if self._closed is not None:
-            raise self._closed
         data = message.encode(integrity_key, fingerprint=fingerprint, sha256=sha256)
         return await self.request_bytes(
             data, remote_address, integrity_key=integrity_key, rto=rto, rc=rc, timeout=timeout
@@ -305,10 +303,6 @@ async def resolve(host: str, port: int, transport: Transport = "udp", family: in
     return str(sockaddr[0]), int(sockaddr[1])
 
 
-class ResolutionError(StunError, OSError):
-    """A server's host name could not be resolved."""
-
-
 async def binding(
     server: str | ServerAddress | Address,
     *,
@@ -332,12 +326,7 @@ async def binding(
     :class:`ResolutionError`, :class:`StunError` (unreachable, closed) or
     :class:`OSError` (connection refused, TLS failures).
     """
-    if isinstance(server, tuple):
-        target = ServerAddress(server[0], server[1], transport or "udp")
-    elif isinstance(server, ServerAddress):
-        target = server if transport is None else ServerAddress(server.host, server.port, transport)
-    else:
-        target = parse_server(server, transport)
+    target = as_server(server, transport)
     remote = await resolve(target.host, target.port, target.transport, family)
     if target.transport == "udp":
         client = await StunClient.open_udp(local_address, remote_address=remote)

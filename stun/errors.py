@@ -24,6 +24,10 @@ class TransactionTimeout(StunError, TimeoutError):
     """A request got no usable response before the transaction's deadline."""
 
 
+class ResolutionError(StunError, OSError):
+    """A server's host name could not be resolved."""
+
+
 class ErrorResponse(StunError):
     """The peer answered a request with an error response (ERROR-CODE)."""
 

@@ -108,7 +108,8 @@ def message_type(method: int, cls: int) -> int:
     )
 
 
-def _split_type(mtype: int) -> tuple[int, Class]:
+def split_type(mtype: int) -> tuple[int, Class]:
+    """The method and class interleaved in a 14-bit message type."""
     method = (mtype & 0x000F) | ((mtype >> 1) & 0x0070) | ((mtype >> 2) & 0x0F80)
     return _METHODS.get(method, method), _CLASS_BY_BITS[((mtype >> 4) & 1) | ((mtype >> 7) & 2)]
 
@@ -598,7 +599,7 @@ class _Layout:
     def __init__(
         self, size: int, mtype: int, entries: list[tuple[int, Entry]], index: dict[int, Entry]
     ) -> None:
-        self.method, self.cls = _SPLIT_TYPES.get(mtype) or _split_type(mtype)
+        self.method, self.cls = _SPLIT_TYPES.get(mtype) or split_type(mtype)
         self.entries = entries
         self.index = index
         self.integrity: tuple[Mac, slice, slice, bytes] | None = None

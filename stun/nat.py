@@ -18,7 +18,7 @@ from .attributes import Address, Attr, ChangeRequest
 from .client import StunClient, resolve
 from .errors import StunError, TransactionTimeout
 from .message import Class, Message, Method
-from .uri import ServerAddress, parse_server
+from .uri import ServerAddress, as_server
 
 
 class Behavior(StrEnum):
@@ -83,12 +83,7 @@ async def discover(
     long to conclude. Raises :class:`NotRfc5780Error` if the server has no alternate
     address, :class:`~stun.TransactionTimeout` if the primary address does not answer.
     """
-    if isinstance(server, tuple):
-        target = ServerAddress(server[0], server[1])
-    elif isinstance(server, ServerAddress):
-        target = server
-    else:
-        target = parse_server(server, "udp")
+    target = as_server(server, "udp")
     primary = await resolve(target.host, target.port, "udp")
     family = socket.AF_INET6 if ":" in primary[0] else socket.AF_INET
     bind = local_address or ("::" if family == socket.AF_INET6 else "0.0.0.0", 0)

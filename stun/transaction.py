@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from .attributes import Attr
 from .errors import ErrorResponse, IntegrityError, StunError, TransactionTimeout
-from .message import Class, Message
+from .message import Class, Message, split_type
 
 DEFAULT_RTO = 0.5
 DEFAULT_RC = 7
@@ -75,8 +75,7 @@ class ClientTransaction:
             raise ValueError("rto must be positive and rc, rm at least 1")
         self.data = request
         self.transaction_id = request[8:20]
-        mtype = (request[0] << 8) | request[1]
-        self._method = (mtype & 0x000F) | ((mtype >> 1) & 0x0070) | ((mtype >> 2) & 0x0F80)
+        self._method = split_type((request[0] << 8) | request[1])[0]
         self._key = integrity_key
         self.reliable = reliable
         self.start = now

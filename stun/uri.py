@@ -50,6 +50,17 @@ def split_host_port(text: str, default_port: int, *, allow_zero: bool = False) -
     return host, int(port_text)
 
 
+def as_server(
+    server: str | ServerAddress | tuple[str, int], transport: Transport | None = None
+) -> ServerAddress:
+    """Accept a server as text, a :class:`ServerAddress` or an ``(ip, port)`` tuple."""
+    if isinstance(server, ServerAddress):
+        return server if transport is None else ServerAddress(server.host, server.port, transport)
+    if isinstance(server, tuple):
+        return ServerAddress(server[0], server[1], transport or "udp")
+    return parse_server(server, transport)
+
+
 def parse_server(text: str, transport: Transport | None = None) -> ServerAddress:
     """Parse a server given as ``host[:port]`` or a ``stun:``/``stuns:`` URI (RFC 7064).
 
