@@ -369,7 +369,7 @@ _ADDRESS = Codec(_enc_address, _dec_address, 8, 20, _check_address, check_span=2
 _XOR_ADDRESS = Codec(_enc_xor_address, _dec_xor_address, 8, 20, _check_address, check_span=2)
 _U32_CODEC = Codec(_enc_u32, _dec_u32, 4, 4)
 _FAMILY = Codec(_enc_u8_padded, _dec_u8_padded, 4, 4)
-_TEXT_512 = Codec(_enc_text, _dec_text, 0, 512)
+_USERNAME = Codec(_enc_text, _dec_text, 0, 508)  # fewer than 509 bytes (RFC 8489 section 14.3)
 _TEXT_763 = Codec(_enc_text, _dec_text, 0, 763)
 _ERROR_CODE = Codec(_enc_error_code, _dec_error_code, 4, 4 + 763, _check_error_code, 4)
 _PAYLOAD = Codec(_enc_bytes, _dec_bytes, 0, _ANY, memo=False)
@@ -378,7 +378,7 @@ _TIE_BREAKER = Codec(_enc_u64, _dec_u64, 8, 8)
 CODECS: dict[int, Codec] = {
     Attr.MAPPED_ADDRESS: _ADDRESS,
     Attr.CHANGE_REQUEST: _U32_CODEC,
-    Attr.USERNAME: _TEXT_512,
+    Attr.USERNAME: _USERNAME,
     Attr.MESSAGE_INTEGRITY: Codec(_enc_bytes, _dec_bytes, 20, 20, memo=False),
     Attr.ERROR_CODE: _ERROR_CODE,
     Attr.UNKNOWN_ATTRIBUTES: Codec(

@@ -79,7 +79,7 @@ VALUES: dict[Attr, list[Any]] = {
         stun.ChangeRequest.CHANGE_PORT,
         0,
     ],
-    Attr.USERNAME: ["evtj:h6vY", "", "\u30de\u30c8\u30ea\u30c3\u30af\u30b9", "x" * 512],
+    Attr.USERNAME: ["evtj:h6vY", "", "\u30de\u30c8\u30ea\u30c3\u30af\u30b9", "x" * 508],
     Attr.ERROR_CODE: [(401, "Unauthorized"), (300, ""), (699, "r\u00e9ason"), (420, "x" * 763)],
     Attr.UNKNOWN_ATTRIBUTES: [(0x0002, 0x7FFF, 0x0000), (), (0x1234,)],
     Attr.CHANNEL_NUMBER: [0x4000, 0x4FFF],
@@ -299,7 +299,7 @@ MALFORMED: list[tuple[str, int, bytes]] = [
     ("icmp-4", Attr.ICMP, bytes(4)),
     ("icmp-12", Attr.ICMP, bytes(12)),
     # variable sizes with a maximum
-    ("username-513", Attr.USERNAME, b"u" * 513),
+    ("username-509", Attr.USERNAME, b"u" * 509),
     ("realm-764", Attr.REALM, b"r" * 764),
     ("nonce-764", Attr.NONCE, b"n" * 764),
     ("software-764", Attr.SOFTWARE, b"s" * 764),
@@ -358,7 +358,7 @@ def test_parse_error_is_a_stun_error_and_value_error() -> None:
         (Attr.MESSAGE_INTEGRITY_SHA256, bytes(28)),
         (Attr.ERROR_CODE, bytes.fromhex("00000663")),
         (Attr.ERROR_CODE, bytes.fromhex("0000032a")),
-        (Attr.USERNAME, b"u" * 512),
+        (Attr.USERNAME, b"u" * 508),
         (Attr.ALTERNATE_DOMAIN, b"d" * 255),
     ],
 )
