@@ -102,6 +102,13 @@ def coturn_5780(coturn_factory: CoturnFactory) -> Coturn:
     return coturn_factory(users=_users(), rfc5780=True)
 
 
+@pytest.fixture
+def coturn_tls(coturn_factory: CoturnFactory) -> Coturn:
+    """coturn with accounts alice and bob and a TLS listener too: ``server.tls_address``;
+    ``server.client_ssl_context()`` trusts its self-signed certificate (127.0.0.1, localhost)."""
+    return coturn_factory(users=_users(), tls=True)
+
+
 # -- asyncio -------------------------------------------------------------------------------
 
 

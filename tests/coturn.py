@@ -12,18 +12,20 @@ Typical use::
 
     with Coturn(users={"alice": "secret"}) as server:
         sock.sendto(request, server.address)
+
+    with Coturn(users={"alice": "secret"}, tls=True) as server:
+        context = server.client_ssl_context()  # trusts the server's self-signed certificate
 """
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import hashlib
-import hmac
+import ipaddress
 import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
@@ -34,6 +36,7 @@ from types import TracebackType
 from typing import NoReturn
 
 import stun
+from turn.credentials import rest_credentials as _rest_credentials
 
 TURNSERVER = "turnserver"
 LOOPBACK = "127.0.0.1"
@@ -107,12 +110,33 @@ def free_port(hosts: Iterable[str], exclude: Iterable[int] = ()) -> int:
 def rest_credentials(secret: str, user: str, ttl: float = 3600.0) -> tuple[str, str]:
     """TURN REST API credentials (coturn ``--use-auth-secret``) valid for ``ttl`` seconds.
 
-    The username is ``<expiry unix time>:<user>``, the password the base64 HMAC-SHA1 of
-    that username keyed with the shared secret.
+    :func:`turn.credentials.rest_credentials`, except that ``ttl`` may also be zero or
+    negative, for credentials that expire at once or have expired ``-ttl`` seconds ago
+    (the expiry is ``int(time.time() + ttl)`` either way).
     """
-    username = f"{int(time.time() + ttl)}:{user}"
-    digest = hmac.new(secret.encode(), username.encode(), hashlib.sha1).digest()
-    return username, base64.b64encode(digest).decode()
+    if ttl > 0:
+        return _rest_credentials(secret, user, ttl)
+    return _rest_credentials(secret, user, 1.0, now=time.time() + ttl - 1.0)
+
+
+def peer_range(spec: str) -> str:
+    """A peer address range as coturn's ``--denied-peer-ip`` / ``--allowed-peer-ip`` take it.
+
+    ``"IP"`` and ``"IP-IP"`` pass through (checked); a CIDR network ``"NET/LEN"`` becomes
+    ``"FIRST-LAST"``: coturn 4.6.1 does not understand CIDR (it logs "Wrong address
+    format" and goes on without the rule). Raises :class:`ValueError` on anything else.
+    """
+    try:
+        if "/" in spec:
+            network = ipaddress.ip_network(spec, strict=False)
+            return f"{network[0]}-{network[-1]}"
+        first, _, last = spec.partition("-")
+        low, high = ipaddress.ip_address(first), ipaddress.ip_address(last or first)
+    except ValueError as exc:
+        raise ValueError(f"not an IP address, IP-IP range or CIDR network: {spec!r}") from exc
+    if low.version != high.version or low > high:  # type: ignore[operator]
+        raise ValueError(f"not an IP address range: {spec!r}")
+    return spec
 
 
 class Coturn:
@@ -133,6 +157,44 @@ class Coturn:
       listening IP, so requests that arrive on ``alt_host`` get ``alt_host`` itself as
       OTHER-ADDRESS and a change-IP answer from the same IP;
     * ``fingerprint``: ``--fingerprint``, FINGERPRINT on every response;
+    * ``tls``: a TLS listener on its own port, :attr:`tls_address` (``--cert --pkey
+      --tls-listening-port``; ``--alt-tls-listening-port`` too in RFC 5780 mode; without
+      it, ``--no-tls``). The certificate is the self-signed one of :mod:`tests.certs`
+      (EC P-256, names 127.0.0.1, ::1 and localhost), written into the scratch directory
+      (:attr:`tls_cert`, :attr:`tls_key`); :meth:`client_ssl_context` trusts it. Readiness
+      also waits for an Allocate over TLS to get the 401 with our realm. Measured with
+      coturn 4.6.1: a default client negotiates TLS 1.2 (TLS 1.3 when the client insists);
+      ``tcp=False`` (``--no-tcp``) keeps the TLS listener; coturn also accepts TLS on the
+      plain TCP port (it sniffs the first bytes); DTLS stays off (``--no-dtls``);
+    * ``max_allocate_lifetime``: ``--max-allocate-lifetime=N`` (seconds). coturn grants
+      ``min(max(asked, 600), N)`` to an Allocate (600 when LIFETIME is absent or 0), so with
+      ``N=1`` every allocation lasts 1 s: 1.0 s later it is gone (Refresh: 437 "Invalid
+      allocation"; CreatePermission: 400 "Bad Request"). A quirk: a Refresh asking less
+      than 600 s (or without LIFETIME) is granted 600 s whatever N is, and really lasts;
+      only a Refresh asking 600 s or more is capped at N. coturn 4.6.1 has no option for
+      the default lifetime (no ``--default-allocate-lifetime``): it is 600 s;
+    * ``permission_lifetime``: ``--permission-lifetime=N``: a peer's data stops being
+      relayed N s after the CreatePermission (measured 1.0 s for N=1); a CreatePermission
+      again before then keeps it going;
+    * ``channel_lifetime``: ``--channel-lifetime=N``: ChannelData stops N s after the
+      ChannelBind (1.0 s for N=1), and so does the permission the ChannelBind installed,
+      whatever ``permission_lifetime`` is (no Data indications either); a ChannelBind
+      again keeps it going;
+    * ``stale_nonce``: ``--stale-nonce=N`` (N >= 1; coturn takes 0 as "never stale"): a
+      nonce is answered with 438 "Stale nonce" (with a new NONCE and the REALM) N to N+1
+      s after it was issued (coturn's clock ticks in whole seconds; 1.6-2.0 s for N=1),
+      however often it is used; a retry with the new nonce succeeds. Without the option
+      no nonce went stale within 4 s;
+    * ``denied_peers``: ``--denied-peer-ip`` per item (an IP, ``IP-IP``, or a CIDR network,
+      see :func:`peer_range`). CreatePermission or ChannelBind to a denied peer: 403
+      "Forbidden IP"; a CreatePermission naming an allowed and a denied peer fails as a
+      whole (403, the allowed one gets no permission either); a Send indication to a
+      denied peer is dropped. Loopback peers are otherwise allowed here;
+    * ``allowed_peers``: ``--allowed-peer-ip`` per item: exceptions to ``denied_peers``
+      (alone it changes nothing, since everything is allowed already);
+    * ``user_quota``: ``--user-quota=N``: allocations per user; the next one gets 486
+      "Allocation Quota Reached";
+    * ``no_stun``: ``--no-stun``: Binding requests go unanswered, TURN works;
     * ``extra_args``: anything else, appended to the command line.
 
     Relaying is set up for loopback tests: ``--relay-ip=<host> --allow-loopback-peers``.
@@ -147,6 +209,15 @@ class Coturn:
         tcp: bool = True,
         rfc5780: bool = False,
         fingerprint: bool = False,
+        tls: bool = False,
+        max_allocate_lifetime: int | None = None,
+        permission_lifetime: int | None = None,
+        channel_lifetime: int | None = None,
+        stale_nonce: int | None = None,
+        denied_peers: Iterable[str] = (),
+        allowed_peers: Iterable[str] = (),
+        user_quota: int | None = None,
+        no_stun: bool = False,
         host: str = LOOPBACK,
         alt_host: str = LOOPBACK_2,
         extra_args: Iterable[str] = (),
@@ -163,10 +234,34 @@ class Coturn:
         self.tcp = tcp
         self.rfc5780 = rfc5780
         self.fingerprint = fingerprint
+        self.tls = tls
+        for name, value in (
+            ("max_allocate_lifetime", max_allocate_lifetime),
+            ("permission_lifetime", permission_lifetime),
+            ("channel_lifetime", channel_lifetime),
+            ("stale_nonce", stale_nonce),
+            ("user_quota", user_quota),
+        ):
+            if value is not None and (isinstance(value, bool) or int(value) != value or value < 1):
+                raise ValueError(f"{name} must be a whole number of at least 1, not {value!r}")
+        self.max_allocate_lifetime = max_allocate_lifetime
+        self.permission_lifetime = permission_lifetime
+        self.channel_lifetime = channel_lifetime
+        self.stale_nonce = stale_nonce
+        self.denied_peers = [peer_range(spec) for spec in denied_peers]
+        self.allowed_peers = [peer_range(spec) for spec in allowed_peers]
+        self.user_quota = user_quota
+        self.no_stun = no_stun
         self.host = host
         self.alt_host: str | None = alt_host if rfc5780 else None
         self.port = 0
         self.alt_port: int | None = None
+        self.tls_port: int | None = None
+        self.alt_tls_port: int | None = None
+        self.tls_cert: Path | None = None
+        """The PEM certificate file (``tls=True``, once started)."""
+        self.tls_key: Path | None = None
+        """The PEM private key file (``tls=True``, once started)."""
         self.extra_args = list(extra_args)
         self._workdir = Path(workdir) if workdir is not None else None
         self._own_workdir = False
@@ -197,11 +292,41 @@ class Coturn:
         return [(h, p) for h in hosts for p in ports]
 
     @property
+    def tls_address(self) -> tuple[str, int]:
+        """The TLS listening address (``tls=True``, once started)."""
+        if self.tls_port is None:
+            raise ValueError("this coturn has no TLS listener (tls=False, or not started)")
+        return self.host, self.tls_port
+
+    @property
+    def tls_listening_addresses(self) -> list[tuple[str, int]]:
+        """Every TLS listening address (none without TLS, four in RFC 5780 mode)."""
+        if self.tls_port is None:
+            return []
+        hosts = [self.host] if self.alt_host is None else [self.host, self.alt_host]
+        ports = [self.tls_port] if self.alt_tls_port is None else [self.tls_port, self.alt_tls_port]
+        return [(h, p) for h in hosts for p in ports]
+
+    def client_ssl_context(self) -> ssl.SSLContext:
+        """A client context that trusts this server's certificate and checks host names.
+
+        The certificate names 127.0.0.1, ::1 and localhost: connect to
+        :attr:`tls_address` with ``server_hostname`` 127.0.0.1 or localhost (localhost
+        for the ``alt_host`` listeners).
+        """
+        if self.tls_cert is None:
+            raise ValueError("this coturn has no TLS certificate (tls=False, or not started)")
+        context = ssl.create_default_context(cafile=self.tls_cert)
+        assert context.check_hostname and context.verify_mode == ssl.CERT_REQUIRED
+        return context
+
+    @property
     def pid(self) -> int | None:
         return None if self._process is None else self._process.pid
 
     def rest_credentials(self, user: str, ttl: float = 3600.0) -> tuple[str, str]:
-        """TURN REST API credentials for this server's shared secret."""
+        """TURN REST API credentials for this server's shared secret (see
+        :func:`rest_credentials`: ``ttl`` <= 0 gives expired ones)."""
         if self.secret is None:
             raise ValueError("this coturn was started without a shared secret")
         return rest_credentials(self.secret, user, ttl)
@@ -221,7 +346,6 @@ class Coturn:
             "-n",
             f"--listening-ip={self.host}",
             f"--listening-port={self.port}",
-            "--no-tls",
             "--no-dtls",
             "--no-cli",
             f"--realm={self.realm}",
@@ -240,6 +364,29 @@ class Coturn:
             args.append("--no-tcp")
         if self.fingerprint:
             args.append("--fingerprint")
+        if self.tls:
+            args += [
+                f"--cert={self.tls_cert}",
+                f"--pkey={self.tls_key}",
+                f"--tls-listening-port={self.tls_port}",
+            ]
+            if self.alt_tls_port is not None:
+                args.append(f"--alt-tls-listening-port={self.alt_tls_port}")
+        else:
+            args.append("--no-tls")
+        for option, value in (
+            ("--max-allocate-lifetime", self.max_allocate_lifetime),
+            ("--permission-lifetime", self.permission_lifetime),
+            ("--channel-lifetime", self.channel_lifetime),
+            ("--stale-nonce", self.stale_nonce),
+            ("--user-quota", self.user_quota),
+        ):
+            if value is not None:
+                args.append(f"{option}={value}")
+        args += [f"--denied-peer-ip={spec}" for spec in self.denied_peers]
+        args += [f"--allowed-peer-ip={spec}" for spec in self.allowed_peers]
+        if self.no_stun:
+            args.append("--no-stun")
         if self.secret is not None:
             args += ["--use-auth-secret", f"--static-auth-secret={self.secret}"]
         else:
@@ -261,6 +408,10 @@ class Coturn:
             self._workdir = Path(tempfile.mkdtemp(prefix="coturn-"))
             self._own_workdir = True
         try:
+            if self.tls:
+                from tests.certs import write_pem  # cryptography: only when TLS is wanted
+
+                self.tls_cert, self.tls_key = write_pem(self._workdir)
             for _ in range(START_TRIES):
                 try:
                     self._spawn_and_wait()
@@ -276,8 +427,15 @@ class Coturn:
         assert self._workdir is not None
         hosts = [self.host] if self.alt_host is None else [self.host, self.alt_host]
         self.port = free_port(hosts)
+        taken = {self.port}
         if self.alt_host is not None:
-            self.alt_port = free_port(hosts, exclude={self.port})
+            self.alt_port = free_port(hosts, exclude=taken)
+            taken.add(self.alt_port)
+        if self.tls:
+            self.tls_port = free_port(hosts, exclude=taken)
+            taken.add(self.tls_port)
+            if self.alt_host is not None:
+                self.alt_tls_port = free_port(hosts, exclude=taken)
         self._log = self._workdir / "turnserver.log"
         began = time.monotonic()
         with open(self._log, "wb") as log:
@@ -301,6 +459,7 @@ class Coturn:
         if self._own_workdir and self._workdir is not None:
             shutil.rmtree(self._workdir, ignore_errors=True)
             self._workdir = None
+            self.tls_cert = self.tls_key = None
             self._own_workdir = False
 
     def _terminate(self) -> None:
@@ -340,10 +499,12 @@ class Coturn:
     # -- readiness ---------------------------------------------------------------------------
 
     def _wait_ready(self, deadline: float) -> None:
-        """Probe every listener (UDP and TCP) until each answers with our realm."""
-        pending = [(addr, socket.SOCK_DGRAM) for addr in self.listening_addresses]
+        """Probe every listener (UDP, TCP, TLS) until each answers with our realm."""
+        pending = [(addr, "udp") for addr in self.listening_addresses]
         if self.tcp:
-            pending += [(addr, socket.SOCK_STREAM) for addr in self.listening_addresses]
+            pending += [(addr, "tcp") for addr in self.listening_addresses]
+        pending += [(addr, "tls") for addr in self.tls_listening_addresses]
+        tls_context = self.client_ssl_context() if self.tls else None
         tries = 0
         last = "no answer yet"
         while pending:
@@ -357,10 +518,15 @@ class Coturn:
                     f"turnserver not ready after {READY_TIMEOUT} s and {tries} probes "
                     f"(still waiting for {pending}; last: {last})"
                 )
-            address, kind = pending[0]
+            address, transport = pending[0]
             tries += 1
             try:
-                realm = _probe(address, kind, min(remaining, 0.2))
+                if transport == "tls":
+                    assert tls_context is not None
+                    realm = _probe_tls(address, tls_context, min(remaining, 0.5))
+                else:
+                    kind = socket.SOCK_DGRAM if transport == "udp" else socket.SOCK_STREAM
+                    realm = _probe(address, kind, min(remaining, 0.2))
             except (OSError, stun.ParseError) as exc:
                 realm, last = None, f"{type(exc).__name__}: {exc}"
             if realm == self.realm:
@@ -378,22 +544,46 @@ class Coturn:
         )
 
 
-def _probe(address: tuple[str, int], kind: int, timeout: float) -> str | None:
-    """Send one unauthenticated Allocate; return the REALM of a 401 answer, else None."""
-    request = stun.Message(
+def _probe_request() -> stun.Message:
+    return stun.Message(
         stun.Method.ALLOCATE,
         stun.Class.REQUEST,
         attributes=[(stun.Attr.REQUESTED_TRANSPORT, 17)],
     )
+
+
+def _probe(address: tuple[str, int], kind: int, timeout: float) -> str | None:
+    """Send one unauthenticated Allocate; return the REALM of a 401 answer, else None."""
+    request = _probe_request()
     with socket.socket(socket.AF_INET, kind) as sock:
         sock.settimeout(timeout)
         sock.connect(address)
         sock.sendall(request.encode())
-        if kind == socket.SOCK_DGRAM:
-            data = sock.recv(4096)
-        else:
-            data = _recv_exactly(sock, 20)
-            data += _recv_exactly(sock, int.from_bytes(data[2:4], "big"))
+        data = sock.recv(4096) if kind == socket.SOCK_DGRAM else _recv_message(sock)
+    return _realm_of_401(request, data)
+
+
+def _probe_tls(address: tuple[str, int], context: ssl.SSLContext, timeout: float) -> str | None:
+    """:func:`_probe` over TLS (``ssl.SSLError`` is an ``OSError``: not ready, or no TLS).
+
+    The host name checked is "localhost", which the certificate names for every address.
+    """
+    request = _probe_request()
+    with (
+        socket.create_connection(address, timeout=timeout) as raw,
+        context.wrap_socket(raw, server_hostname="localhost") as sock,
+    ):
+        sock.sendall(request.encode())
+        data = _recv_message(sock)
+    return _realm_of_401(request, data)
+
+
+def _recv_message(sock: socket.socket) -> bytes:
+    data = _recv_exactly(sock, 20)
+    return data + _recv_exactly(sock, int.from_bytes(data[2:4], "big"))
+
+
+def _realm_of_401(request: stun.Message, data: bytes) -> str | None:
     response = stun.decode(data)
     if response.transaction_id != request.transaction_id or response.cls != stun.Class.ERROR:
         return None

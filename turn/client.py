@@ -113,7 +113,7 @@ _ERROR_HINTS = {
 
 def describe(code: int, reason: str) -> str:
     """``"<code> <reason>: <what it means>"`` for a TURN error response."""
-    text = f"{code} {reason}".strip()
+    text = f"{code} {reason.rstrip(chr(0))}".strip()  # coturn pads reasons with NULs
     hint = _ERROR_HINTS.get(code)
     return f"{text}: {hint}" if hint else text
 
