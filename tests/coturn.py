@@ -195,6 +195,9 @@ class Coturn:
     * ``user_quota``: ``--user-quota=N``: allocations per user; the next one gets 486
       "Allocation Quota Reached";
     * ``no_stun``: ``--no-stun``: Binding requests go unanswered, TURN works;
+    * ``alternate``: ``--alternate-server`` (and ``--tls-alternate-server`` with ``tls``):
+      every Allocate, authenticated or not, is answered with 300 Try Alternate naming
+      this address; readiness is then that answer instead of a 401;
     * ``extra_args``: anything else, appended to the command line.
 
     Relaying is set up for loopback tests: ``--relay-ip=<host> --allow-loopback-peers``.
@@ -218,6 +221,7 @@ class Coturn:
         allowed_peers: Iterable[str] = (),
         user_quota: int | None = None,
         no_stun: bool = False,
+        alternate: tuple[str, int] | None = None,
         host: str = LOOPBACK,
         alt_host: str = LOOPBACK_2,
         extra_args: Iterable[str] = (),
@@ -252,6 +256,7 @@ class Coturn:
         self.allowed_peers = [peer_range(spec) for spec in allowed_peers]
         self.user_quota = user_quota
         self.no_stun = no_stun
+        self.alternate = alternate
         self.host = host
         self.alt_host: str | None = alt_host if rfc5780 else None
         self.port = 0
@@ -385,6 +390,10 @@ class Coturn:
                 args.append(f"{option}={value}")
         args += [f"--denied-peer-ip={spec}" for spec in self.denied_peers]
         args += [f"--allowed-peer-ip={spec}" for spec in self.allowed_peers]
+        if self.alternate is not None:
+            args.append(f"--alternate-server={self.alternate[0]}:{self.alternate[1]}")
+            if self.tls:
+                args.append(f"--tls-alternate-server={self.alternate[0]}:{self.alternate[1]}")
         if self.no_stun:
             args.append("--no-stun")
         if self.secret is not None:
@@ -523,13 +532,13 @@ class Coturn:
             try:
                 if transport == "tls":
                     assert tls_context is not None
-                    realm = _probe_tls(address, tls_context, min(remaining, 0.5))
+                    realm = _probe_tls(address, tls_context, min(remaining, 0.5), self.alternate)
                 else:
                     kind = socket.SOCK_DGRAM if transport == "udp" else socket.SOCK_STREAM
-                    realm = _probe(address, kind, min(remaining, 0.2))
+                    realm = _probe(address, kind, min(remaining, 0.2), self.alternate)
             except (OSError, stun.ParseError) as exc:
                 realm, last = None, f"{type(exc).__name__}: {exc}"
-            if realm == self.realm:
+            if realm == self.realm or (realm is _REDIRECTED and self.alternate is not None):
                 pending.pop(0)
                 continue
             if realm is not None:
@@ -552,18 +561,29 @@ def _probe_request() -> stun.Message:
     )
 
 
-def _probe(address: tuple[str, int], kind: int, timeout: float) -> str | None:
-    """Send one unauthenticated Allocate; return the REALM of a 401 answer, else None."""
+_REDIRECTED = "<300 to the configured alternate server>"
+
+
+def _probe(
+    address: tuple[str, int], kind: int, timeout: float, alternate: tuple[str, int] | None
+) -> str | None:
+    """Send one unauthenticated Allocate; return the REALM of a 401 answer (or
+    :data:`_REDIRECTED` for a 300 naming ``alternate``), else None."""
     request = _probe_request()
     with socket.socket(socket.AF_INET, kind) as sock:
         sock.settimeout(timeout)
         sock.connect(address)
         sock.sendall(request.encode())
         data = sock.recv(4096) if kind == socket.SOCK_DGRAM else _recv_message(sock)
-    return _realm_of_401(request, data)
+    return _realm_of_401(request, data, alternate)
 
 
-def _probe_tls(address: tuple[str, int], context: ssl.SSLContext, timeout: float) -> str | None:
+def _probe_tls(
+    address: tuple[str, int],
+    context: ssl.SSLContext,
+    timeout: float,
+    alternate: tuple[str, int] | None,
+) -> str | None:
     """:func:`_probe` over TLS (``ssl.SSLError`` is an ``OSError``: not ready, or no TLS).
 
     The host name checked is "localhost", which the certificate names for every address.
@@ -575,7 +595,7 @@ def _probe_tls(address: tuple[str, int], context: ssl.SSLContext, timeout: float
     ):
         sock.sendall(request.encode())
         data = _recv_message(sock)
-    return _realm_of_401(request, data)
+    return _realm_of_401(request, data, alternate)
 
 
 def _recv_message(sock: socket.socket) -> bytes:
@@ -583,11 +603,16 @@ def _recv_message(sock: socket.socket) -> bytes:
     return data + _recv_exactly(sock, int.from_bytes(data[2:4], "big"))
 
 
-def _realm_of_401(request: stun.Message, data: bytes) -> str | None:
+def _realm_of_401(
+    request: stun.Message, data: bytes, alternate: tuple[str, int] | None = None
+) -> str | None:
     response = stun.decode(data)
     if response.transaction_id != request.transaction_id or response.cls != stun.Class.ERROR:
         return None
     error = response.get(stun.Attr.ERROR_CODE)
+    if error is not None and error[0] == 300 and alternate is not None:
+        redirect = response.get(stun.Attr.ALTERNATE_SERVER)
+        return _REDIRECTED if redirect == alternate else None
     if error is None or error[0] != 401:
         return None
     realm: str | None = response.get(stun.Attr.REALM)
