@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 import turn
+from stun.uri import Transport
 from tests.coturn import CoturnFactory
 
 pytestmark = pytest.mark.coturn
@@ -14,7 +15,7 @@ pytestmark = pytest.mark.coturn
 
 @pytest.mark.parametrize("transport", ["udp", "tcp"])
 async def test_redirect_is_followed_once(
-    coturn_factory: CoturnFactory, transport: turn.aio.Transport
+    coturn_factory: CoturnFactory, transport: Transport
 ) -> None:
     target = coturn_factory(users={"alice": "pw"})
     redirector = coturn_factory(users={"alice": "pw"}, alternate=target.address)
