@@ -29,7 +29,7 @@ from .client import (
     TurnClient,
     TurnStats,
 )
-from .errors import AlternateServer, PeerPermissionError, TurnError
+from .errors import AlternateServer, PeerPermissionError, TurnError, TurnTimeout
 from .events import (
     Allocated,
     AllocationFailed,
@@ -110,6 +110,11 @@ class Allocation:
     def lifetime(self) -> int:
         """Seconds the allocation was last granted for (it is refreshed automatically)."""
         return self._lifetime
+
+    @property
+    def realm(self) -> str | None:
+        """The server's authentication realm."""
+        return self._core.realm
 
     @property
     def details(self) -> Allocated:
@@ -299,11 +304,11 @@ class Allocation:
         if not self._closed.done():
             self._closed.set_result(None)
         error = self._core.error or TurnError("the allocation is closed")
-        if not self._allocated.done():
-            self._allocated.set_exception(error)
-        for _, future, _ in self._waiters:
+        futures: list[asyncio.Future[Any]] = [self._allocated, *(w[1] for w in self._waiters)]
+        for future in futures:
             if not future.done():
                 future.set_exception(error)
+                future.exception()  # nobody may be waiting: do not log it as unretrieved
         reader = self._reader
         if reader is not None and not reader.done():
             reader.set_result(None)
@@ -414,10 +419,12 @@ async def allocate(
     if transport is not None and target.transport != transport:
         target = ServerAddress(target.host, target.port, transport)
     hostname = server_hostname or target.host
-    redirected = False
-    attempt = 0
     loop = asyncio.get_running_loop()
-    async with asyncio.timeout(timeout):
+
+    async def attempts() -> Allocation:
+        nonlocal target, hostname, local_address
+        redirected = False
+        attempt = 0
         while True:
             remote = await resolve(target.host, target.port, target.transport)
             key = (remote, target.transport)
@@ -457,6 +464,14 @@ async def allocate(
             except BaseException:
                 allocation._shutdown()
                 raise
+
+    try:
+        async with asyncio.timeout(timeout):
+            return await attempts()
+    except TimeoutError as exc:
+        if isinstance(exc, TurnError):
+            raise
+        raise TurnTimeout(f"no allocation from {target} within {timeout:g} s") from None
 
 
 async def _open(
