@@ -78,7 +78,7 @@ CHANNEL_QUARANTINE = 300.0
 REFRESH_MARGIN = 60.0
 """The allocation is refreshed min(this, lifetime / 2) seconds before it ends."""
 REFRESH_RETRY = 5.0
-"""Seconds before retrying a Refresh the server answered with an unexpected error."""
+"""Seconds before retrying a Refresh the server answered with a 5xx error."""
 STALE_NONCE_RETRIES = 3
 """438 Stale Nonce answers to one request that are retried with the new nonce."""
 PERMISSION_BATCH = 32
@@ -190,6 +190,9 @@ class TurnStats:
     """Well-formed messages that answer no pending request (late, duplicate, forged)."""
     dropped_unknown_channel: int = 0
     """ChannelData on a channel number we never bound."""
+    dropped_unverified: int = 0
+    """Responses that failed their integrity check (forged, or signed with another key),
+    and error responses without an ERROR-CODE."""
     sent_channel_data: int = 0
     sent_indications: int = 0
 
@@ -266,6 +269,15 @@ class _Channel:
         self.refresh_at = 0.0
         self.expires_at = 0.0
         self.failed_until = 0.0
+
+
+def _channel_release(channel: _Channel) -> float:
+    """When an unused channel's number may go to another peer (or be bound afresh)."""
+    return max(channel.expires_at + CHANNEL_QUARANTINE, channel.failed_until)
+
+
+_CHANNEL_ONLY_ERRORS = frozenset((400, 508))
+"""ChannelBind errors about the channel, not the peer: a permission may still work."""
 
 
 class TurnClient:
@@ -367,6 +379,7 @@ class TurnClient:
             return
         self.state = "closing"
         self._cancel_requests()
+        self._stop_relaying()
         self._start(now, "close", Method.REFRESH, [(Attr.LIFETIME, 0)], None, timeout=CLOSE_TIMEOUT)
 
     def handle_data(self, now: float, data: bytes) -> tuple[Address, bytes] | None:
@@ -408,6 +421,8 @@ class TurnClient:
         if request.tx.done:
             del self._requests[request.tx.transaction_id]
             self._conclude(now, request)
+        else:
+            self.stats.dropped_unverified += 1  # failed its integrity check, or malformed
         return None
 
     def handle_timeout(self, now: float) -> None:
@@ -467,7 +482,7 @@ class TurnClient:
                 if channel.bound and not channel.in_flight:
                     times.append(channel.refresh_at)
                 elif not channel.in_flight:
-                    times.append(channel.expires_at + CHANNEL_QUARANTINE)
+                    times.append(_channel_release(channel))
         return min(times) if times else None
 
     # -- sending to peers ----------------------------------------------------------------
@@ -976,10 +991,12 @@ class TurnClient:
                     error.reason,
                 )
             )
-        elif error.code is None or error.code == 401 or now + REFRESH_RETRY >= self._expires_at:
-            self._lose(error)
+        elif (
+            error.code is not None and error.code >= 500 and now + REFRESH_RETRY < self._expires_at
+        ):
+            self._refresh_at = now + REFRESH_RETRY  # a server-side problem: try again
         else:
-            self._refresh_at = now + REFRESH_RETRY
+            self._lose(error)
 
     def _lose(self, error: TurnError) -> None:
         if self.state in ("closed", "failed"):
@@ -1009,7 +1026,13 @@ class TurnClient:
         self.error = error
         self._refresh_at = None
         self._cancel_requests()
+        self._stop_relaying()
         self._events.append(event)
+
+    def _stop_relaying(self) -> None:
+        """Take every channel off the fast path, so that :meth:`send` raises from now on."""
+        for channel in self._channels.values():
+            channel.bound = False
 
     def _cancel_requests(self) -> None:
         self._requests.clear()
@@ -1143,7 +1166,7 @@ class TurnClient:
             channel.bound = True
             channel.used = False
             channel.refresh_at = now + self._channel_refresh
-            channel.expires_at = now + max(CHANNEL_LIFETIME, self._channel_refresh + REFRESH_MARGIN)
+            channel.expires_at = now + self._channel_lifetime()
             if permission is not None and permission.state != "failed":
                 newly = permission.state == "pending"
                 self._installed(now, permission)
@@ -1162,14 +1185,21 @@ class TurnClient:
         channel.in_flight = False
         channel.bound = False
         channel.failed_until = now + CHANNEL_HOLD
+        if code is None:  # unanswered: the server may have bound it all the same
+            channel.expires_at = max(channel.expires_at, now + self._channel_lifetime())
         permission = self._permissions.get(channel.peer[0])
         if permission is None or permission.state != "pending":
             return
-        if code == 403 or code is None:
-            self._permission_failed(now, permission.ip, code, reason)
-        else:
+        if code in _CHANNEL_ONLY_ERRORS:
             permission.in_flight = False
             self._request_permissions(now, [permission.ip])  # no channel, but a permission
+        else:
+            self._permission_failed(now, permission.ip, code, reason)
+
+    def _channel_lifetime(self) -> float:
+        """How long a binding is assumed to live: never less than the RFC's 600 s, so
+        that a number is not handed to another peer too early."""
+        return max(CHANNEL_LIFETIME, self._channel_refresh + REFRESH_MARGIN)
 
     def _retire_channel(self, now: float, channel: _Channel) -> None:
         """Stop using ``channel``; its number stays reserved until the binding has
@@ -1188,6 +1218,6 @@ class TurnClient:
                     self._bind_channel(now, peer, channel, permission)
                 else:
                     channel.bound = False  # idle: let it expire
-            elif not channel.bound and now >= channel.expires_at + CHANNEL_QUARANTINE:
+            elif not channel.bound and now >= _channel_release(channel):
                 del self._channels[peer]
                 del self._channel_peers[channel.number]

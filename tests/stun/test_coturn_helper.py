@@ -46,11 +46,13 @@ def test_a_foreign_realm_on_our_port_moves_to_new_ports(
     real_probe = tests.coturn._probe
     ports: list[int] = []
 
-    def probe(address: tuple[str, int], kind: int, timeout: float) -> str | None:
+    def probe(
+        address: tuple[str, int], kind: int, timeout: float, alternate: tuple[str, int] | None
+    ) -> str | None:
         ports.append(address[1])
         if len(ports) == 1:
             return "someone-else.test"
-        return real_probe(address, kind, timeout)
+        return real_probe(address, kind, timeout, alternate)
 
     monkeypatch.setattr(tests.coturn, "_probe", probe)
     with Coturn(users={"alice": "pw"}, workdir=tmp_path) as server:
