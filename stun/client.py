@@ -290,7 +290,13 @@ class _StreamProtocol(asyncio.Protocol):
 
 
 async def resolve(host: str, port: int, transport: Transport = "udp", family: int = 0) -> Address:
-    """Resolve a host name without blocking; the first address returned wins."""
+    """Resolve a host name without blocking; the first address returned wins.
+
+    An IP literal (of ``family``, if given) is returned as it is, without a lookup.
+    """
+    literal = _ip_literal(host, family)
+    if literal is not None:
+        return literal, port
     loop = asyncio.get_running_loop()
     kind = socket.SOCK_DGRAM if transport == "udp" else socket.SOCK_STREAM
     try:
@@ -301,6 +307,17 @@ async def resolve(host: str, port: int, transport: Transport = "udp", family: in
         raise ResolutionError(f"cannot resolve {host!r}: no addresses")
     sockaddr = infos[0][4]
     return str(sockaddr[0]), int(sockaddr[1])
+
+
+def _ip_literal(host: str, family: int) -> str | None:
+    """``host`` in canonical form if it is an IP address literal of ``family`` (0: any)."""
+    for candidate in (socket.AF_INET, socket.AF_INET6):
+        if family in (0, candidate):
+            try:
+                return socket.inet_ntop(candidate, socket.inet_pton(candidate, host))
+            except OSError:
+                continue
+    return None
 
 
 async def binding(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl as ssl_module
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any, Literal
@@ -40,6 +41,7 @@ from .events import (
     PermissionFailed,
     Refreshed,
 )
+from .framing import HEADER as _CHANNEL_HEADER
 from .uri import parse_turn_uri
 
 DataHandler = Callable[[bytes, Address], None]
@@ -69,13 +71,18 @@ class Allocation:
         on_event: EventHandler | None,
     ) -> None:
         self._loop = asyncio.get_running_loop()
-        self._time = self._loop.time
+        # The clock of asyncio's own loops, without the Python frame of loop.time(): one
+        # read per relayed datagram each way.
+        default_clock = type(self._loop).time is asyncio.BaseEventLoop.time
+        self._time = time.monotonic if default_clock else self._loop.time
         self._core = core
         self.server = server
         """The server as given (after any redirect)."""
         self.server_address: Address = server_address
         """The server's resolved address."""
         self._on_event = on_event
+        self._channel_data = core.channel_data
+        self._channel_peers = core.channel_peers
         self._on_data: DataHandler | None = None
         self._received: deque[tuple[bytes, Address]] = deque()
         self._reader: asyncio.Future[None] | None = None
@@ -152,11 +159,13 @@ class Allocation:
         the server refuses the peer and :class:`AllocationLostError` once the allocation
         is gone.
         """
-        wire = self._core.send(self._time(), data, peer)
-        if wire is not None:
-            self._write(wire)
-        else:
-            self._service()
+        wire = self._channel_data(data, peer)
+        if wire is None:
+            wire = self._core.send(self._time(), data, peer)
+            if wire is None:
+                self._service()
+                return
+        self._write(wire)
 
     async def recvfrom(self) -> tuple[bytes, Address]:
         """The next relayed datagram and the peer it came from.
@@ -235,12 +244,25 @@ class Allocation:
 
     def _datagram(self, data: bytes, addr: object = None) -> None:
         """Everything the server sends comes through here (also as ``datagram_received``
-        of the UDP protocol, saving a call per datagram)."""
+        of the UDP protocol, saving a call per datagram).
+
+        ChannelData on a known channel is delivered here without the core's
+        :meth:`~turn.client.TurnClient.handle_data` (see ``TurnClient.channel_peers``):
+        the relayed data path reads no clock and builds no tuple.
+        """
+        if len(data) >= 4 and 0x40 <= data[0] <= 0x4F:
+            number, size = _CHANNEL_HEADER.unpack_from(data)
+            peer = self._channel_peers.get(number)
+            if peer is not None and size <= len(data) - 4:
+                self._deliver(data[4 : 4 + size], peer)
+                return
         relayed = self._core.handle_data(self._time(), data)
         if relayed is None:
             self._service()
-            return
-        peer, payload = relayed
+        else:
+            self._deliver(relayed[1], relayed[0])
+
+    def _deliver(self, payload: bytes, peer: Address) -> None:
         handler = self._on_data
         if handler is not None:
             handler(payload, peer)

@@ -353,7 +353,10 @@ class TurnClient:
         self._permissions: dict[str, _Permission] = {}
         self._queued_bytes = 0
         self._channels: dict[Address, _Channel] = {}
-        self._channel_peers: dict[int, Address] = {}
+        self.channel_peers: dict[int, Address] = {}
+        """The peer of every channel number whose ChannelData may arrive (read only). A
+        shell may deliver ChannelData with it without calling :meth:`handle_data`: the
+        2-byte number and length, then the payload; anything else goes to handle_data."""
         self._next_channel = FIRST_CHANNEL
 
     # -- the sans-I/O interface ----------------------------------------------------------
@@ -392,7 +395,7 @@ class TurnClient:
         if data and 0x40 <= data[0] <= 0x4F:  # ChannelData: the fast path
             if len(data) >= 4:
                 number, size = HEADER.unpack_from(data)
-                peer = self._channel_peers.get(number)
+                peer = self.channel_peers.get(number)
                 if peer is not None and size <= len(data) - 4:
                     return peer, data[4 : 4 + size]
                 if peer is None:
@@ -498,17 +501,22 @@ class TurnClient:
         :class:`AllocationLostError` after the allocation is gone and
         :class:`TurnError` before it exists.
         """
+        return self.channel_data(data, peer) or self._send_slow(now, data, peer)
+
+    def channel_data(self, data: bytes, peer: Address) -> bytes | None:
+        """The ChannelData carrying ``data`` to ``peer`` if a channel is bound to it, else
+        None (then :meth:`send` it). The clock-free fast path for shells."""
         channel = self._channels.get(peer)
-        if channel is not None and channel.bound:
-            channel.used = True
-            size = len(data)
-            if size > MAX_DATA:
-                raise ValueError(f"{size} bytes do not fit in one relayed datagram")
-            self.stats.sent_channel_data += 1
-            if self.reliable:
-                return HEADER.pack(channel.number, size) + data + PADDING[size & 3]
-            return HEADER.pack(channel.number, size) + data
-        return self._send_slow(now, data, peer)
+        if channel is None or not channel.bound:
+            return None
+        channel.used = True
+        size = len(data)
+        if size > MAX_DATA:
+            raise ValueError(f"{size} bytes do not fit in one relayed datagram")
+        self.stats.sent_channel_data += 1
+        if self.reliable:
+            return HEADER.pack(channel.number, size) + data + PADDING[size & 3]
+        return HEADER.pack(channel.number, size) + data
 
     def create_permission(self, now: float, *peers: str | Address) -> set[str]:
         """Install permissions for these peers (IP addresses, or addresses whose port is
@@ -1130,7 +1138,7 @@ class TurnClient:
         for _ in range(span):
             number = self._next_channel
             self._next_channel = FIRST_CHANNEL + (number + 1 - FIRST_CHANNEL) % span
-            if number not in self._channel_peers:
+            if number not in self.channel_peers:
                 return number
         return None
 
@@ -1142,7 +1150,7 @@ class TurnClient:
             if number is None:
                 return  # every number is taken: Send indications it is
             channel = self._channels[peer] = _Channel(number, peer)
-            self._channel_peers[number] = peer
+            self.channel_peers[number] = peer
         channel.in_flight = True
         if permission.state == "pending":
             permission.in_flight = True  # a ChannelBind installs the permission too
@@ -1220,4 +1228,4 @@ class TurnClient:
                     channel.bound = False  # idle: let it expire
             elif not channel.bound and now >= _channel_release(channel):
                 del self._channels[peer]
-                del self._channel_peers[channel.number]
+                del self.channel_peers[channel.number]
