@@ -19,6 +19,7 @@ from typing import Any, Literal
 from stun import ParseError, StreamFramer
 from stun.attributes import Address
 from stun.client import resolve
+from stun.datagram import open_datagram_socket
 from stun.uri import ServerAddress, Transport
 
 from .backoff import MISMATCH_PORTS, ServerBackoff
@@ -238,9 +239,13 @@ class Allocation:
 
     # -- the machinery ---------------------------------------------------------------------
 
-    def _attach(self, transport: Any, reliable: bool) -> None:
+    def _attach(self, transport: Any, write: Callable[[bytes], Any]) -> None:
         self._transport = transport
-        self._write = transport.write if reliable else transport.sendto
+        self._write = write
+
+    def _socket_error(self, exc: OSError) -> None:
+        # A connected socket reports ICMP errors about its one peer: the server.
+        self._connection_lost(f"the TURN server is unreachable: {exc}")
 
     def _datagram(self, data: bytes, addr: object = None) -> None:
         """Everything the server sends comes through here (also as ``datagram_received``
@@ -354,8 +359,7 @@ class _Datagrams(asyncio.DatagramProtocol):
         self.datagram_received = allocation._datagram  # type: ignore[method-assign]
 
     def error_received(self, exc: Exception) -> None:
-        # A connected socket reports ICMP errors about its one peer: the server.
-        self._allocation._connection_lost(f"the TURN server is unreachable: {exc}")
+        self._allocation._socket_error(exc)  # type: ignore[arg-type]
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._allocation._connection_lost("the socket was closed")
@@ -506,10 +510,19 @@ async def _open(
 ) -> None:
     loop = asyncio.get_running_loop()
     if transport == "udp":
-        sock, _ = await loop.create_datagram_endpoint(
-            lambda: _Datagrams(allocation), local_addr=local_address, remote_addr=remote
-        )
-        allocation._attach(sock, reliable=False)
+        try:
+            sock = await open_datagram_socket(
+                allocation._datagram,
+                allocation._socket_error,
+                local_address=local_address,
+                remote_address=remote,
+            )
+            allocation._attach(sock, sock.send)
+        except NotImplementedError:  # a loop without add_reader: asyncio's transport
+            endpoint, _ = await loop.create_datagram_endpoint(
+                lambda: _Datagrams(allocation), local_addr=local_address, remote_addr=remote
+            )
+            allocation._attach(endpoint, endpoint.sendto)
         return
     tls = None
     if transport == "tls":
@@ -522,4 +535,4 @@ async def _open(
         server_hostname=hostname if tls else None,
         local_addr=local_address,
     )
-    allocation._attach(stream, reliable=True)
+    allocation._attach(stream, stream.write)
