@@ -239,6 +239,11 @@ class UdpProxy:
             timeout=timeout,
         )
 
+    def inject(self, data: bytes) -> None:
+        """Send ``data`` to the client as if the server had sent it."""
+        assert self._front is not None and self._client is not None
+        self._front.sendto(data, self._client)
+
     def _from_client(self, data: bytes, addr: Address) -> None:
         self._client = addr
         self.seen.append(Seen(True, _decode(data), self.blackhole))
