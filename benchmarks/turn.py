@@ -11,8 +11,10 @@
     peer run in their own processes; the peer is coturn's ``turnutils_peer`` when
     installed, else a Python one). The same loop straight to the echo peer over a plain
     asyncio UDP endpoint is the baseline: our CPU per relayed datagram may be at most
-    1.15x that. The three clients take turns, round by round, after a warm-up that binds
-    the channels (checked: ours counts ChannelData sent, aioice has a channel).
+    1.15x that. For transparency the same loop also runs over ``stun.datagram``, the
+    leaner socket loop our TURN client itself uses (the cost of TURN alone). The four
+    clients take turns, round by round, after a warm-up that binds the channels
+    (checked: ours counts ChannelData sent, aioice has a channel).
 
     python -m benchmarks.turn [--quick] [--json]
 
@@ -40,6 +42,7 @@ from aioice import stun as aioice_stun
 from aioice import turn as aioice_turn
 
 import turn
+from stun.datagram import DatagramSocket, open_datagram_socket
 from tests.coturn import Coturn, free_port
 
 Address = tuple[str, int]
@@ -249,9 +252,40 @@ class _Plain(_Client):
             self.transport.close()
 
 
+class _LeanPlain(_Client):
+    """Plain UDP on the socket loop our TURN client itself runs on (``stun.datagram``):
+    the like-for-like floor, where :class:`_Plain` is what asyncio users have."""
+
+    name = "plain UDP, lean socket"
+
+    def __init__(self, echo: Address) -> None:
+        super().__init__(echo)
+        self.socket: DatagramSocket | None = None
+
+    async def open(self) -> None:
+        self.socket = await open_datagram_socket(
+            self.counter.on_data, _raise, remote_address=self.echo
+        )
+        send = self.socket.send
+        self.send = lambda data, peer: send(data)
+
+    async def close(self) -> None:
+        if self.socket is not None:
+            self.socket.close()
+
+
+def _raise(exc: OSError) -> None:
+    raise exc
+
+
 async def _relay(server: Address, echo: Address, seconds: float, rounds: int) -> dict[str, Any]:
-    """Round trips/s and CPU per datagram of the three clients, their rounds interleaved."""
-    clients: list[_Client] = [_Ours(server, echo), _Aioice(server, echo), _Plain(echo)]
+    """Round trips/s and CPU per datagram of the four clients, their rounds interleaved."""
+    clients: list[_Client] = [
+        _Ours(server, echo),
+        _Aioice(server, echo),
+        _Plain(echo),
+        _LeanPlain(echo),
+    ]
     samples: dict[str, list[_Sample]] = {client.name: [] for client in clients}
     try:
         for client in clients:
@@ -441,6 +475,7 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
         )
         rows[-1]["detail"] = by_client
     ours, aio, plain = relay["icestack"], relay["aioice"], relay["plain UDP"]
+    lean = relay["plain UDP, lean socket"]
     what = f"{len(PAYLOAD)} B, {BATCH} in flight"
     rows.append(
         _row(
@@ -468,6 +503,16 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
             plain["cpu_per_datagram"] * 1e6,
             "plain UDP",
             "<=1.15x",
+        )
+    )
+    rows.append(
+        _row(
+            "same, vs plain UDP on our lean socket",
+            "us",
+            ours["cpu_per_datagram"] * 1e6,
+            lean["cpu_per_datagram"] * 1e6,
+            "lean UDP",
+            "",
         )
     )
     rows[-1]["detail"] = relay

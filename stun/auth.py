@@ -1,6 +1,8 @@
 """STUN credentials: short-term and long-term keys, USERHASH and the RFC 8489 nonce cookie.
 
-Passwords are used as their UTF-8 bytes. RFC 8489 asks for OpaqueString (PRECIS)
+Passwords are used as their UTF-8 bytes. Text decoded from the wire keeps invalid UTF-8
+as surrogate escapes (see :mod:`stun.attributes`), and is hashed back to the very bytes
+the server sent. RFC 8489 asks for OpaqueString (PRECIS)
 preparation, which leaves every password made of printable ASCII unchanged; a caller that
 needs full PRECIS preparation can pass an already prepared password.
 """
@@ -48,7 +50,7 @@ def long_term_key(
     username: str, realm: str, password: str, algorithm: AlgorithmName | int = "md5"
 ) -> bytes:
     """The HMAC key of long-term credentials: MD5 or SHA-256 of ``username:realm:password``."""
-    material = f"{username}:{realm}:{password}".encode()
+    material = f"{username}:{realm}:{password}".encode("utf-8", "surrogateescape")
     if password_algorithm(algorithm) is PasswordAlgorithm.SHA256:
         return hashlib.sha256(material).digest()
     return hashlib.md5(material, usedforsecurity=False).digest()
@@ -56,7 +58,7 @@ def long_term_key(
 
 def userhash(username: str, realm: str) -> bytes:
     """The USERHASH attribute value: SHA-256 of ``username:realm`` (RFC 8489 section 14.4)."""
-    return hashlib.sha256(f"{username}:{realm}".encode()).digest()
+    return hashlib.sha256(f"{username}:{realm}".encode("utf-8", "surrogateescape")).digest()
 
 
 @dataclass(frozen=True, slots=True)

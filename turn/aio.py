@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import ssl as ssl_module
 import time
 from collections import deque
@@ -48,6 +49,8 @@ from .uri import parse_turn_uri
 DataHandler = Callable[[bytes, Address], None]
 """Called with ``(data, peer)`` for each relayed datagram, like ``datagram_received``."""
 EventHandler = Callable[[Event], None]
+
+_UNREACHABLE = frozenset((errno.EHOSTUNREACH, errno.ENETUNREACH))
 
 RECEIVE_QUEUE = 4096
 """Datagrams :meth:`Allocation.recvfrom` may have waiting before new ones are dropped."""
@@ -94,6 +97,9 @@ class Allocation:
         self._closed: asyncio.Future[None] = self._loop.create_future()
         self._waiters: list[tuple[set[str], asyncio.Future[None], list[PermissionFailed]]] = []
         self._lifetime = 0
+        self.socket_errors = 0
+        """Datagrams the UDP socket failed to send or receive (other than ICMP errors
+        saying the server is unreachable, which end the allocation)."""
         self.dropped_unread = 0
         """Relayed datagrams dropped because :meth:`recvfrom` fell behind."""
 
@@ -244,8 +250,12 @@ class Allocation:
         self._write = write
 
     def _socket_error(self, exc: OSError) -> None:
-        # A connected socket reports ICMP errors about its one peer: the server.
-        self._connection_lost(f"the TURN server is unreachable: {exc}")
+        """An error from the UDP socket: ICMP errors about its one peer (the server) end
+        the allocation; others (a full buffer, ...) lose one datagram and are counted."""
+        if isinstance(exc, ConnectionRefusedError) or exc.errno in _UNREACHABLE:
+            self._connection_lost(f"the TURN server is unreachable: {exc}")
+        else:
+            self.socket_errors += 1
 
     def _datagram(self, data: bytes, addr: object = None) -> None:
         """Everything the server sends comes through here (also as ``datagram_received``
@@ -259,7 +269,11 @@ class Allocation:
             number, size = _CHANNEL_HEADER.unpack_from(data)
             peer = self._channel_peers.get(number)
             if peer is not None and size <= len(data) - 4:
-                self._deliver(data[4 : 4 + size], peer)
+                handler = self._on_data
+                if handler is not None:  # the hottest path: no further call
+                    handler(data[4 : 4 + size], peer)
+                else:
+                    self._deliver(data[4 : 4 + size], peer)
                 return
         relayed = self._core.handle_data(self._time(), data)
         if relayed is None:
@@ -287,14 +301,16 @@ class Allocation:
         while (data := core.poll_transmit()) is not None:
             if transport is not None and not transport.is_closing():
                 self._write(data)
-        while (event := core.poll_event()) is not None:
-            self._dispatch(event)
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        deadline = core.poll_timeout()
-        if deadline is not None:
-            self._timer = self._loop.call_at(deadline, self._on_timer)
+        try:
+            while (event := core.poll_event()) is not None:
+                self._dispatch(event)  # may run user callbacks, which may raise
+        finally:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            deadline = core.poll_timeout()
+            if deadline is not None:
+                self._timer = self._loop.call_at(deadline, self._on_timer)
 
     def _on_timer(self) -> None:
         self._timer = None
@@ -316,7 +332,12 @@ class Allocation:
         elif isinstance(event, (PermissionCreated, PermissionFailed)):
             self._settle_permissions(event)
         if self._on_event is not None:
-            self._on_event(event)
+            try:
+                self._on_event(event)
+            except Exception as exc:  # the callback's bug must not stop the allocation
+                self._loop.call_exception_handler(
+                    {"message": f"on_event raised on {event!r}", "exception": exc}
+                )
 
     def _settle_permissions(self, event: PermissionCreated | PermissionFailed) -> None:
         settled = set(event.peers) if isinstance(event, PermissionCreated) else {event.peer}
@@ -414,7 +435,8 @@ async def allocate(
     :class:`~stun.uri.ServerAddress` or an ``(ip, port)`` tuple; ``transport`` (``"udp"``,
     ``"tcp"`` or ``"tls"``) overrides what it implies. Over TLS the certificate and host
     name are checked with ``ssl`` (the system's default context when None); pass a
-    context that trusts your test CA for test certificates. ``family``, ``dual_stack``,
+    context that trusts your test CA for test certificates. ``ssl`` is not used over
+    UDP and TCP, so one call can serve every transport. ``family``, ``dual_stack``,
     ``lifetime``, ``dont_fragment``, ``even_port`` and ``reservation_token`` are the
     :class:`~turn.client.AllocateOptions`. ``permission_refresh`` and ``channel_refresh``
     change the refresh intervals (only for servers with shorter lifetimes than the RFC's
@@ -450,46 +472,50 @@ async def allocate(
     async def attempts() -> Allocation:
         nonlocal target, hostname, local_address
         redirected = False
-        attempt = 0
-        while True:
-            remote = await resolve(target.host, target.port, target.transport)
-            key = (remote, target.transport)
-            BACKOFF.check(key, loop.time(), options)
-            core = TurnClient(
-                username,
-                password,
-                reliable=target.transport != "udp",
-                options=options,
-                follow_alternate=not redirected,
-                channels=channels,
-                permission_refresh=permission_refresh,
-                channel_refresh=channel_refresh,
-                software=software,
-            )
-            allocation = Allocation(core, target, remote, on_event)
-            try:
-                await _open(allocation, target.transport, remote, ssl, hostname, local_address)
-                core.allocate(loop.time())
-                allocation._service()
-                await allocation._allocated
-                return allocation
-            except AlternateServer as exc:
-                allocation._shutdown()
-                redirected = True
-                if exc.domain:
-                    hostname = exc.domain
-                target = ServerAddress(exc.server[0], exc.server[1], target.transport)
-            except TurnError as exc:
-                allocation._shutdown()
-                attempt += 1
-                if exc.code == 437 and attempt < MISMATCH_PORTS:
-                    local_address = (local_address[0], 0) if local_address else None
-                    continue
-                BACKOFF.record(key, exc, loop.time(), options)
-                raise
-            except BaseException:
-                allocation._shutdown()
-                raise
+        mismatched: list[Allocation] = []  # held open, so that each retry gets a new port
+        try:
+            while True:
+                remote = await resolve(target.host, target.port, target.transport)
+                key = (remote, target.transport)
+                BACKOFF.check(key, loop.time(), options)
+                core = TurnClient(
+                    username,
+                    password,
+                    reliable=target.transport != "udp",
+                    options=options,
+                    follow_alternate=not redirected,
+                    channels=channels,
+                    permission_refresh=permission_refresh,
+                    channel_refresh=channel_refresh,
+                    software=software,
+                )
+                allocation = Allocation(core, target, remote, on_event)
+                try:
+                    await _open(allocation, target.transport, remote, ssl, hostname, local_address)
+                    core.allocate(loop.time())
+                    allocation._service()
+                    await allocation._allocated
+                    return allocation
+                except AlternateServer as exc:
+                    allocation._shutdown()
+                    redirected = True
+                    if exc.domain:
+                        hostname = exc.domain
+                    target = ServerAddress(exc.server[0], exc.server[1], target.transport)
+                except TurnError as exc:
+                    if exc.code == 437 and len(mismatched) + 1 < MISMATCH_PORTS:
+                        mismatched.append(allocation)
+                        local_address = (local_address[0], 0) if local_address else None
+                        continue
+                    allocation._shutdown()
+                    BACKOFF.record(key, exc, loop.time(), options)
+                    raise
+                except BaseException:
+                    allocation._shutdown()
+                    raise
+        finally:
+            for stale in mismatched:
+                stale._shutdown()
 
     try:
         async with asyncio.timeout(timeout):

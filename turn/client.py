@@ -62,7 +62,7 @@ from .events import (
     PermissionFailed,
     Refreshed,
 )
-from .framing import FIRST_CHANNEL, HEADER, LAST_CHANNEL, MAX_DATA, PADDING
+from .framing import FIRST_CHANNEL, HEADER, LAST_CHANNEL, MAX_DATA, MAX_UDP_DATA, PADDING
 
 UDP = 17
 """REQUESTED-TRANSPORT for a UDP relay, the only kind RFC 8656 defines."""
@@ -190,6 +190,9 @@ class TurnStats:
     """Well-formed messages that answer no pending request (late, duplicate, forged)."""
     dropped_unknown_channel: int = 0
     """ChannelData on a channel number we never bound."""
+    dropped_queued: int = 0
+    """Datagrams that waited for a permission and were dropped (reported by
+    :class:`DataDropped` or :class:`PermissionFailed` events too)."""
     dropped_unverified: int = 0
     """Responses that failed their integrity check (forged, or signed with another key),
     and error responses without an ERROR-CODE."""
@@ -315,6 +318,8 @@ class TurnClient:
         self.username = username
         self._password = password
         self.reliable = reliable
+        self.max_data = MAX_DATA if reliable else MAX_UDP_DATA
+        """The largest datagram :meth:`send` relays over this transport."""
         self.options = options or AllocateOptions()
         self._use_channels = channels
         self._permission_refresh = permission_refresh
@@ -423,7 +428,13 @@ class TurnClient:
             return None
         if request.tx.done:
             del self._requests[request.tx.transaction_id]
-            self._conclude(now, request)
+            try:
+                self._conclude(now, request)
+            except Exception as exc:  # network input must never raise into the caller
+                self.stats.dropped_malformed += 1
+                self._fail_request(
+                    now, request, TurnError(f"unusable answer from the server: {exc!r}")
+                )
         else:
             self.stats.dropped_unverified += 1  # failed its integrity check, or malformed
         return None
@@ -511,7 +522,7 @@ class TurnClient:
             return None
         channel.used = True
         size = len(data)
-        if size > MAX_DATA:
+        if size > self.max_data:
             raise ValueError(f"{size} bytes do not fit in one relayed datagram")
         self.stats.sent_channel_data += 1
         if self.reliable:
@@ -544,7 +555,7 @@ class TurnClient:
 
     def _send_slow(self, now: float, data: bytes, peer: Address) -> bytes | None:
         self._require_allocation()
-        if len(data) > MAX_DATA:
+        if len(data) > self.max_data:
             raise ValueError(f"{len(data)} bytes do not fit in one relayed datagram")
         ip = self._check_peer_ip(peer[0])
         address = (ip, int(peer[1]))
@@ -573,6 +584,7 @@ class TurnClient:
             self._transmits.append(self._send_indication(data, address))
             return None
         if self._queued_bytes + len(data) > self._queue_limit:
+            self.stats.dropped_queued += 1
             self._events.append(
                 DataDropped(address, 1, "too much data is already waiting for permissions")
             )
@@ -621,6 +633,7 @@ class TurnClient:
             self._drop_queue(permission)
             for peer, count in by_peer.items():
                 self._events.append(DataDropped(peer, count, reason))
+                self.stats.dropped_queued += count
 
     def _age_queues(self, now: float) -> None:
         limit = now - self._queue_age
@@ -629,6 +642,7 @@ class TurnClient:
             while queue and queue[0][0] <= limit:
                 _, data, peer = queue.popleft()
                 self._queued_bytes -= len(data)
+                self.stats.dropped_queued += 1
                 self._events.append(
                     DataDropped(
                         peer, 1, f"waited {self._queue_age:g} s for a permission to {permission.ip}"
@@ -1049,7 +1063,7 @@ class TurnClient:
         if self.state == "allocated":
             return
         if self.error is not None:
-            raise self.error
+            raise self.error.with_traceback(None)  # raised again and again: no growing trace
         raise TurnError(f"there is no allocation to relay through (the client is {self.state})")
 
     def _check_peer_ip(self, host: str) -> str:
@@ -1120,6 +1134,7 @@ class TurnClient:
         for address, channel in list(self._channels.items()):
             if address[0] == ip:
                 self._retire_channel(now, channel)
+        self.stats.dropped_queued += dropped
         self._events.append(PermissionFailed(ip, code, reason, dropped))
 
     def _refresh_permissions(self, now: float) -> None:
@@ -1170,16 +1185,18 @@ class TurnClient:
         tx = request.tx
         permission = self._permissions.get(channel.peer[0])
         if tx.response is not None:
+            channel.expires_at = now + self._channel_lifetime()
+            if permission is None or permission.state == "failed":
+                channel.bound = False  # the peer was refused meanwhile: retired
+                return
             first = not channel.bound and not channel.used
             channel.bound = True
             channel.used = False
             channel.refresh_at = now + self._channel_refresh
-            channel.expires_at = now + self._channel_lifetime()
-            if permission is not None and permission.state != "failed":
-                newly = permission.state == "pending"
-                self._installed(now, permission)
-                if newly:
-                    self._events.append(PermissionCreated((permission.ip,)))
+            newly = permission.state == "pending"
+            self._installed(now, permission)
+            if newly:
+                self._events.append(PermissionCreated((permission.ip,)))
             if first:
                 self._events.append(ChannelBound(channel.peer, channel.number))
             return
@@ -1213,7 +1230,6 @@ class TurnClient:
         """Stop using ``channel``; its number stays reserved until the binding has
         surely expired on the server and the quarantine after that has passed."""
         channel.bound = False
-        channel.in_flight = False
         channel.failed_until = max(channel.failed_until, now + PERMISSION_HOLD)
 
     def _tend_channels(self, now: float) -> None:

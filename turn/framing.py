@@ -17,6 +17,10 @@ narrowed the range, and a client sticking to it works with servers of either RFC
 MAX_DATA = 0xFFFF
 """The most application bytes one ChannelData message (or Send indication) can carry."""
 
+MAX_UDP_DATA = 65507 - 48
+"""The most application bytes relayed in one UDP datagram: an IPv4 UDP payload (65507)
+less the larger of the two framings, a Send indication to an IPv6 peer (48 bytes)."""
+
 HEADER = struct.Struct("!HH")
 PADDING = (b"", b"\0\0\0", b"\0\0", b"\0")
 """The zero bytes that pad ``n`` bytes of data to a multiple of 4: ``PADDING[n & 3]``."""

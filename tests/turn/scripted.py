@@ -256,6 +256,7 @@ class ScriptedTurnServer:
         self.reliable = reliable
         self.silent = False
         """Receive (and log) but do nothing and answer nothing: a lost server."""
+        self._expired_at: float | None = None
 
         self.log: list[Received] = []
         self.allocations: dict[Address, Allocation] = {}
@@ -421,6 +422,9 @@ class ScriptedTurnServer:
 
     def expire(self, now: float) -> None:
         """Drop allocations, permissions, channels and reservations whose time is up."""
+        if now == self._expired_at:
+            return  # nothing was added that could have expired at this same instant
+        self._expired_at = now
         for client, allocation in list(self.allocations.items()):
             for family, relay in list(allocation.relays.items()):
                 if relay.expires <= now:

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.coturn
 
 @pytest.mark.parametrize("transport", ["udp", "tcp"])
 async def test_redirect_is_followed_once(
-    coturn_factory: CoturnFactory, transport: Transport
+    coturn_factory: CoturnFactory, transport: Transport, loop_errors: list[dict[str, object]]
 ) -> None:
     target = coturn_factory(users={"alice": "pw"})
     redirector = coturn_factory(users={"alice": "pw"}, alternate=target.address)
@@ -42,7 +42,7 @@ async def test_redirect_is_followed_once(
 
 
 async def test_redirect_over_tls_checks_the_new_servers_certificate(
-    coturn_factory: CoturnFactory,
+    coturn_factory: CoturnFactory, loop_errors: list[dict[str, object]]
 ) -> None:
     target = coturn_factory(users={"alice": "pw"}, tls=True)
     redirector = coturn_factory(users={"alice": "pw"}, tls=True, alternate=target.tls_address)
@@ -61,7 +61,9 @@ async def test_redirect_over_tls_checks_the_new_servers_certificate(
         assert allocation.server_address == target.tls_address
 
 
-async def test_a_second_redirect_is_not_followed(coturn_factory: CoturnFactory) -> None:
+async def test_a_second_redirect_is_not_followed(
+    coturn_factory: CoturnFactory, loop_errors: list[dict[str, object]]
+) -> None:
     first = coturn_factory(users={"alice": "pw"})
     # The redirect target itself redirects (back to a server that redirects): a loop.
     loop_back = coturn_factory(users={"alice": "pw"}, alternate=first.address)
@@ -103,7 +105,10 @@ async def _redirector(target: Address, domain: str) -> asyncio.Server:
 
 @pytest.mark.parametrize(("domain", "works"), [("localhost", True), ("elsewhere.test", False)])
 async def test_tls_redirect_checks_the_certificate_against_alternate_domain(
-    coturn_factory: CoturnFactory, domain: str, works: bool
+    coturn_factory: CoturnFactory,
+    domain: str,
+    works: bool,
+    loop_errors: list[dict[str, object]],
 ) -> None:
     target = coturn_factory(users={"alice": "pw"}, tls=True)
     redirector = await _redirector(target.tls_address, domain)

@@ -74,10 +74,26 @@ def test_channel_numbers_stay_in_range_for_many_peers() -> None:
         link.send(b"x", peer)
     numbers = [bound_number(link, peer) for peer in peers]
     assert len(set(numbers)) == len(peers)
-    assert all(FIRST_CHANNEL <= n <= LAST_CHANNEL for n in numbers)
+    assert all(0x4000 <= n <= 0x4FFF for n in numbers)
     requested = [r.get(Attr.CHANNEL_NUMBER) for r in link.requests(Method.CHANNEL_BIND)]
-    assert all(FIRST_CHANNEL <= n <= LAST_CHANNEL for n in requested)
+    assert all(0x4000 <= n <= 0x4FFF for n in requested)
     assert len(link.server.channels) == len(peers)
+
+
+def test_every_rfc_8656_channel_number_and_no_other() -> None:
+    # RFC 8656 narrowed RFC 5766's 0x4000-0x7FFE to 0x4000-0x4FFF, and coturn accepts
+    # both: only this pins the client to the new range.
+    assert (FIRST_CHANNEL, LAST_CHANNEL) == (0x4000, 0x4FFF)
+    link = connected()
+    peers = [(f"198.18.{i // 250}.{i % 250 + 1}", 5000) for i in range(0x1000 + 1)]
+    for peer in peers:
+        link.client.create_permission(link.now, peer)
+    link.pump()
+    for peer in peers:
+        link.send(b"x", peer)
+    numbers = {r.get(Attr.CHANNEL_NUMBER) for r in link.requests(Method.CHANNEL_BIND)}
+    assert numbers == set(range(0x4000, 0x5000))  # all 4096, then Send indications
+    assert link.client.stats.sent_indications >= 1
 
 
 def test_send_indications_until_the_channel_is_bound() -> None:
