@@ -797,6 +797,9 @@ class TurnClient:
                     realm,
                     401,
                 )
+            # SHA-256 whenever offered. RFC 8489 section 9.2.5 asks for the first
+            # supported algorithm of the list; RFC 8489 servers list SHA-256 first, and
+            # a server that lists it must accept it, so the stronger one wins here.
             if PasswordAlgorithm.SHA256 in algorithms:
                 self._algorithm = PasswordAlgorithm.SHA256
             elif PasswordAlgorithm.MD5 in algorithms:
