@@ -20,7 +20,7 @@ from .errors import ParseError, ResolutionError, StunError
 from .framing import StreamFramer
 from .message import Class, Message, Method, decode
 from .transaction import DEFAULT_RC, DEFAULT_RTO, ClientTransaction
-from .uri import ServerAddress, Transport, as_server
+from .uri import ServerAddress, Transport, as_server, ip_literal
 
 
 @dataclass(slots=True)
@@ -294,7 +294,7 @@ async def resolve(host: str, port: int, transport: Transport = "udp", family: in
 
     An IP literal (of ``family``, if given) is returned as it is, without a lookup.
     """
-    literal = _ip_literal(host, family)
+    literal = ip_literal(host, family)
     if literal is not None:
         return literal, port
     loop = asyncio.get_running_loop()
@@ -307,17 +307,6 @@ async def resolve(host: str, port: int, transport: Transport = "udp", family: in
         raise ResolutionError(f"cannot resolve {host!r}: no addresses")
     sockaddr = infos[0][4]
     return str(sockaddr[0]), int(sockaddr[1])
-
-
-def _ip_literal(host: str, family: int) -> str | None:
-    """``host`` in canonical form if it is an IP address literal of ``family`` (0: any)."""
-    for candidate in (socket.AF_INET, socket.AF_INET6):
-        if family in (0, candidate):
-            try:
-                return socket.inet_ntop(candidate, socket.inet_pton(candidate, host))
-            except OSError:
-                continue
-    return None
 
 
 async def binding(

@@ -32,6 +32,7 @@ class ErrorResponse(StunError):
     """The peer answered a request with an error response (ERROR-CODE)."""
 
     def __init__(self, code: int, reason: str, response: Message | None = None) -> None:
+        reason = reason.rstrip("\0")  # coturn pads its reason phrases with NUL bytes
         super().__init__(f"{code} {reason}".rstrip())
         self.code = code
         self.reason = reason

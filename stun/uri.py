@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from dataclasses import dataclass
 from typing import Literal
 
@@ -77,3 +78,15 @@ def parse_server(text: str, transport: Transport | None = None) -> ServerAddress
         raise ValueError(f"unknown transport {chosen!r}")
     host, port = split_host_port(text, DEFAULT_TLS_PORT if chosen == "tls" else DEFAULT_PORT)
     return ServerAddress(host, port, chosen)
+
+
+def ip_literal(host: str, family: int = 0) -> str | None:
+    """``host`` in canonical form if it is an IP address literal of ``family`` (0: either
+    family; ``socket.AF_INET`` or ``AF_INET6`` otherwise), else None."""
+    for candidate in (socket.AF_INET, socket.AF_INET6):
+        if family in (0, candidate):
+            try:
+                return socket.inet_ntop(candidate, socket.inet_pton(candidate, host))
+            except OSError:
+                continue
+    return None

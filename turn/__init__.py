@@ -30,7 +30,6 @@ from .events import (
     PermissionFailed,
     Refreshed,
 )
-from .framing import decode_channel_data, encode_channel_data
 from .uri import parse_turn_uri
 
 __all__ = [
@@ -58,8 +57,6 @@ __all__ = [
     "TurnStats",
     "TurnTimeout",
     "allocate",
-    "decode_channel_data",
-    "encode_channel_data",
     "parse_turn_uri",
     "rest_credentials",
 ]

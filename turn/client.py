@@ -29,7 +29,6 @@ Policies (RFC 8656 leaves these to the client):
 from __future__ import annotations
 
 import os
-import socket
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -39,6 +38,7 @@ from stun import Attr, Class, ErrorResponse, Message, Method, ParseError, decode
 from stun.attributes import Address, AddressFamily, PasswordAlgorithm, attribute_name
 from stun.auth import long_term_key, nonce_features, userhash
 from stun.transaction import DEFAULT_RTO, RELIABLE_TIMEOUT, ClientTransaction
+from stun.uri import ip_literal
 
 from .errors import (
     AllocationError,
@@ -113,7 +113,7 @@ _ERROR_HINTS = {
 
 def describe(code: int, reason: str) -> str:
     """``"<code> <reason>: <what it means>"`` for a TURN error response."""
-    text = f"{code} {reason.rstrip(chr(0))}".strip()  # coturn pads reasons with NULs
+    text = f"{code} {reason}".strip()
     hint = _ERROR_HINTS.get(code)
     return f"{text}: {hint}" if hint else text
 
@@ -201,12 +201,12 @@ class TurnStats:
 
 
 def canonical_ip(host: str) -> str:
-    """An IP address literal in its canonical form; ValueError for anything else."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    try:
-        return socket.inet_ntop(family, socket.inet_pton(family, host.partition("%")[0]))
-    except (OSError, ValueError):
-        raise ValueError(f"a TURN peer must be an IP address, not {host!r}") from None
+    """An IP address literal in its canonical form (a ``%scope`` dropped); ValueError for
+    anything else."""
+    ip = ip_literal(host.partition("%")[0])
+    if ip is None:
+        raise ValueError(f"a TURN peer must be an IP address, not {host!r}")
+    return ip
 
 
 class _Request:
@@ -604,12 +604,9 @@ class TurnClient:
 
     def _wire(self, data: bytes, peer: Address) -> bytes:
         """The bytes that carry ``data`` to ``peer`` now that its permission exists."""
-        channel = self._channels.get(peer)
-        if channel is not None and channel.bound:
-            channel.used = True
-            padding = PADDING[len(data) & 3] if self.reliable else b""
-            self.stats.sent_channel_data += 1
-            return HEADER.pack(channel.number, len(data)) + data + padding
+        wire = self.channel_data(data, peer)
+        if wire is not None:
+            return wire
         self.stats.sent_indications += 1
         return self._send_indication(data, peer)
 

@@ -151,3 +151,9 @@ def test_cancel_ends_the_transaction() -> None:
     tx.cancel(stun.StunError("closed"))
     assert tx.done and str(tx.error) == "closed"
     assert tx.poll_timeout() is None
+
+
+def test_error_reasons_lose_the_nul_padding_coturn_adds() -> None:
+    error = stun.ErrorResponse(438, "Stale nonce\x00")
+    assert error.reason == "Stale nonce"
+    assert str(error) == "438 Stale nonce"
