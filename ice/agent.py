@@ -1,0 +1,833 @@
+"""The ICE agent (RFC 8445), sans-I/O: candidates and datagrams in, checks and events out.
+
+An :class:`Agent` owns no socket and no clock. The shell feeds it every STUN datagram
+that arrives on a local candidate's base (``handle_datagram``) and the current time
+(``handle_timeout``), sends what ``poll_transmits`` returns from ``Transmit.local`` to
+``Transmit.remote``, and wakes it at ``poll_timeout``: one timer per agent.
+
+The scheduler adds no wait of its own. A response is acted on when it arrives; a check
+that becomes due (triggered, unfrozen, nominating) leaves at the first instant that the
+pacing allows - Ta after this agent's previous new transaction and, when the
+process-wide rule is on, 5 ms after anyone's - and ``poll_timeout`` names that instant.
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+import re
+from collections import deque
+from dataclasses import dataclass
+from typing import Literal, NamedTuple
+
+from stun.attributes import MAGIC_COOKIE, Attr
+from stun.auth import short_term_key
+from stun.errors import ErrorResponse, ParseError
+from stun.message import Class, Message, Method, decode
+from stun.transaction import ClientTransaction
+
+from .candidate import (
+    Address,
+    Candidate,
+    CandidateType,
+    make_foundation,
+)
+from .checklist import (
+    FAILED,
+    FROZEN,
+    IN_PROGRESS,
+    SUCCEEDED,
+    WAITING,
+    CandidatePair,
+    CheckList,
+    PairKey,
+    PairState,
+)
+from .errors import ConnectionFailed, IceError
+from .events import (
+    CandidateLearned,
+    ConnectionState,
+    ConnectionStateChanged,
+    Event,
+    PairNominated,
+    PairStateChanged,
+    RoleChanged,
+    SelectedPairChanged,
+)
+from .pacer import GLOBAL_PACER, Pacer
+
+DEFAULT_TA = 0.050
+"""Ta, the pacing of new transactions (RFC 8445 section 14.2)."""
+MIN_RTO = 0.5
+"""The floor of a check's retransmission timeout (RFC 8445 section 14.3)."""
+DEFAULT_ICE_TIMEOUT = 10.0
+DEFAULT_NOMINATION_WAIT = 1.0
+EARLY_REMOTE_LIMIT = 32
+"""Peer-reflexive remote candidates learned before the remote credentials are known."""
+PRFLX_PREFERENCE = 110
+
+Nomination = Literal["regular", "aggressive"]
+
+_ICE_CHARS = re.compile(r"[A-Za-z0-9+/]+")
+_UFRAG_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+_UFRAG_LENGTH = 8  # 48 random bits (at least 24 required)
+_PWD_LENGTH = 24  # 144 random bits (at least 128 required)
+_COOKIE = MAGIC_COOKIE.to_bytes(4, "big")
+
+_BINDING = Method.BINDING
+_REQUEST = Class.REQUEST
+_SUCCESS = Class.SUCCESS
+_ERROR = Class.ERROR
+_USERNAME = Attr.USERNAME
+_PRIORITY = Attr.PRIORITY
+_USE_CANDIDATE = Attr.USE_CANDIDATE
+_CONTROLLING = Attr.ICE_CONTROLLING
+_CONTROLLED = Attr.ICE_CONTROLLED
+_XOR_MAPPED = Attr.XOR_MAPPED_ADDRESS
+_ERROR_CODE = Attr.ERROR_CODE
+_UNKNOWN_ATTRIBUTES = Attr.UNKNOWN_ATTRIBUTES
+
+
+def is_stun(data: bytes) -> bool:
+    """Whether a datagram is STUN rather than application data: first byte 0-3, a
+    length field that matches the datagram, and the magic cookie (RFC 7983 style)."""
+    return (
+        len(data) >= 20
+        and data[0] < 4
+        and (data[2] << 8 | data[3]) == len(data) - 20
+        and data[4:8] == _COOKIE
+    )
+
+
+class Transmit(NamedTuple):
+    """A datagram to send: ``data`` from the local base ``local`` to ``remote``."""
+
+    data: bytes
+    local: Address
+    remote: Address
+
+
+@dataclass(slots=True)
+class AgentStats:
+    """Counters of what the agent sent, answered and dropped."""
+
+    checks_sent: int = 0
+    retransmissions: int = 0
+    requests_received: int = 0
+    responses_sent: int = 0
+    errors_sent: int = 0
+    indications_received: int = 0
+    dropped_malformed: int = 0
+    dropped_unauthenticated: int = 0
+    dropped_unmatched: int = 0
+    dropped_unknown_local: int = 0
+
+
+class _Check:
+    """One connectivity-check transaction in flight."""
+
+    __slots__ = ("cancelled", "controlling", "pair", "priority", "transaction", "use_candidate")
+
+    def __init__(
+        self,
+        pair: CandidatePair,
+        transaction: ClientTransaction,
+        use_candidate: bool,
+        controlling: bool,
+        priority: int,
+    ) -> None:
+        self.pair = pair
+        self.transaction = transaction
+        self.use_candidate = use_candidate
+        self.controlling = controlling
+        self.priority = priority
+        self.cancelled = False
+
+
+def _check_credential(value: str, what: str, low: int) -> str:
+    if not (low <= len(value) <= 256) or not _ICE_CHARS.fullmatch(value):
+        raise IceError(f"{what} must be {low} to 256 ice-chars (A-Z a-z 0-9 + /), got {value!r}")
+    return value
+
+
+class Agent:
+    """One ICE agent: one data stream of ``components`` components.
+
+    ``ta`` is the pacing this agent proposes (signal it with ``a=ice-pacing``); with
+    ``negotiate_ta`` (the default) the higher of ours and the peer's proposal is used,
+    a peer that proposed nothing counting as 50 ms. ``negotiate_ta=False`` uses ``ta``
+    as given: a deviation for controlled networks and test rigs, as are
+    ``nomination="aggressive"`` (USE-CANDIDATE on every check, RFC 5245 style) and
+    ``pacer=None`` (no process-wide 5 ms rule).
+
+    The agent fails with :class:`~ice.ConnectionFailed` when there is no selected pair
+    for every component ``ice_timeout`` seconds after :meth:`start`; no check list is
+    declared failed before that, even when every pair has failed (the PAC timer of
+    RFC 8863). The controlling agent with regular nomination nominates the best valid
+    pair once no higher-priority pair is still pending, or ``nomination_wait`` seconds
+    after the first valid pair, whichever is first.
+    """
+
+    def __init__(
+        self,
+        controlling: bool,
+        *,
+        components: int = 1,
+        ta: float = DEFAULT_TA,
+        negotiate_ta: bool = True,
+        nomination: Nomination = "regular",
+        pacer: Pacer | None = GLOBAL_PACER,
+        ice_timeout: float = DEFAULT_ICE_TIMEOUT,
+        nomination_wait: float = DEFAULT_NOMINATION_WAIT,
+        max_pairs: int = 100,
+        local_ufrag: str | None = None,
+        local_pwd: str | None = None,
+        tie_breaker: int | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        if not 1 <= components <= 256:
+            raise ValueError("components must be 1 to 256")
+        if ta <= 0:
+            raise ValueError("ta must be positive")
+        if nomination not in ("regular", "aggressive"):
+            raise ValueError(f"nomination must be 'regular' or 'aggressive', not {nomination!r}")
+        if ice_timeout <= 0 or nomination_wait < 0:
+            raise ValueError("ice_timeout must be positive and nomination_wait not negative")
+        self._rng = rng if rng is not None else random.SystemRandom()
+        rng = self._rng
+        self.controlling = controlling
+        self.components = components
+        self.proposed_ta = ta
+        self._negotiate_ta = negotiate_ta
+        self.ta = ta if not negotiate_ta else max(ta, DEFAULT_TA)
+        self.aggressive = nomination == "aggressive"
+        self._pacer = pacer
+        self.ice_timeout = ice_timeout
+        self.nomination_wait = nomination_wait
+        self.tie_breaker = tie_breaker if tie_breaker is not None else rng.getrandbits(64)
+        if local_ufrag is None:
+            local_ufrag = "".join(rng.choice(_UFRAG_ALPHABET) for _ in range(_UFRAG_LENGTH))
+        if local_pwd is None:
+            local_pwd = "".join(rng.choice(_UFRAG_ALPHABET) for _ in range(_PWD_LENGTH))
+        self.local_ufrag = _check_credential(local_ufrag, "the ufrag", 4)
+        self.local_pwd = _check_credential(local_pwd, "the pwd", 22)
+        self._local_key = short_term_key(local_pwd)
+        self.remote_ufrag: str | None = None
+        self.remote_pwd: str | None = None
+        self._remote_key: bytes | None = None
+        self._username = ""
+
+        self.local_candidates: list[Candidate] = []
+        self.remote_candidates: list[Candidate] = []
+        self._local_by_address: dict[tuple[int, Address], Candidate] = {}
+        self._local_by_base: dict[Address, Candidate] = {}
+        self._remote_by_address: dict[tuple[int, Address], Candidate] = {}
+        self._prflx_count = 0
+        self.remote_end_of_candidates = False
+
+        self.checklist = CheckList(max_pairs)
+        self.valid_pairs: dict[PairKey, CandidatePair] = {}
+        """Valid pairs by (local base, remote address): the data path accepts datagrams
+        from these."""
+        self.selected: dict[int, CandidatePair] = {}
+        """The selected pair of each component that has one."""
+        self._succeeded_foundations: set[str] = set()
+        self._checks: dict[bytes, _Check] = {}
+        self._pair_checks: dict[PairKey, _Check] = {}
+        self._timers: list[tuple[float, int, _Check]] = []
+        self._timer_seq = 0
+        self._nominating: dict[int, CandidatePair] = {}
+        self._first_valid_at: dict[int, float] = {}
+
+        self.state = ConnectionState.NEW
+        self.error: ConnectionFailed | None = None
+        self.stats = AgentStats()
+        self._started_at: float | None = None
+        self._deadline: float | None = None
+        self._checking = False
+        self._next_slot = float("-inf")
+        self._transmits: list[Transmit] = []
+        self._events: deque[Event] = deque()
+
+    # -- configuration ---------------------------------------------------------------------
+
+    def set_remote_credentials(self, ufrag: str, pwd: str, *, ta: float | None = None) -> None:
+        """The peer's ufrag and pwd, and the Ta it proposed (``a=ice-pacing``, None when
+        it proposed nothing)."""
+        self.remote_ufrag = _check_credential(ufrag, "the remote ufrag", 4)
+        self.remote_pwd = _check_credential(pwd, "the remote pwd", 22)
+        self._remote_key = short_term_key(pwd)
+        self._username = f"{ufrag}:{self.local_ufrag}"
+        if ta is not None and ta <= 0:
+            raise ValueError("the peer's ta must be positive")
+        if self._negotiate_ta:
+            self.ta = max(self.proposed_ta, ta if ta is not None else DEFAULT_TA)
+
+    def add_local_candidate(self, candidate: Candidate) -> bool:
+        """A gathered candidate of ours (with its ``base``); False when redundant."""
+        if not 1 <= candidate.component <= self.components:
+            raise ValueError(f"component {candidate.component} of {self.components}")
+        if candidate.base is None:
+            raise ValueError("a local candidate needs its base")
+        key = (candidate.component, candidate.address)
+        if key in self._local_by_address:
+            return False
+        self.local_candidates.append(candidate)
+        self._local_by_address[key] = candidate
+        if candidate.type is CandidateType.SRFLX or candidate.protocol != "udp":
+            return True  # a server-reflexive candidate is checked through its base
+        self._local_by_base[candidate.base] = candidate
+        for remote in self.remote_candidates:
+            self._form_pair(candidate, remote)
+        return True
+
+    def add_remote_candidate(self, candidate: Candidate | None) -> None:
+        """A candidate the peer signalled; None means the peer has no more (RFC 8838)."""
+        if candidate is None:
+            self.remote_end_of_candidates = True
+            return
+        key = (candidate.component, candidate.address)
+        if not 1 <= candidate.component <= self.components or key in self._remote_by_address:
+            return
+        self._remote_by_address[key] = candidate
+        self.remote_candidates.append(candidate)
+        if candidate.protocol != "udp" or candidate.is_mdns or candidate.port == 0:
+            return  # carried, never paired: ICE-TCP and mDNS resolution are not here yet
+        for local in list(self._local_by_base.values()):
+            self._form_pair(local, candidate)
+
+    def _form_pair(self, local: Candidate, remote: Candidate) -> CandidatePair | None:
+        if local.component != remote.component or (":" in local.host) != (":" in remote.host):
+            return None
+        checklist = self.checklist
+        pair = CandidatePair(local, remote, self.controlling, checklist.next_seq())
+        if not checklist.add(pair):
+            return None
+        if self._started_at is not None:
+            foundation = pair.foundation
+            if foundation in self._succeeded_foundations:
+                checklist.set_state(pair, WAITING)
+            else:
+                checklist.set_state(pair, checklist.state_for_new_pair(foundation))
+        return pair
+
+    # -- the clock -------------------------------------------------------------------------
+
+    def start(self, now: float) -> None:
+        """Begin the connectivity checks (and the ICE timeout)."""
+        if self._started_at is not None:
+            return
+        self._started_at = now
+        self._deadline = now + self.ice_timeout
+        self._checking = True
+        for pair in self.checklist.initial_states():
+            self._events.append(PairStateChanged(pair, FROZEN, WAITING))
+        self._set_state(ConnectionState.CHECKING)
+        self._pace(now)
+
+    def close(self) -> None:
+        """Stop: no more checks, timers or answers."""
+        self._checking = False
+        self._timers.clear()
+        self._checks.clear()
+        self._pair_checks.clear()
+        self._set_state(ConnectionState.CLOSED)
+
+    def handle_timeout(self, now: float) -> None:
+        """Advance the clock: retransmissions, failures, the ICE timeout, paced checks."""
+        if self.state is ConnectionState.CLOSED:
+            return
+        timers = self._timers
+        while timers and timers[0][0] <= now:
+            check = heapq.heappop(timers)[2]
+            transaction = check.transaction
+            if transaction.done:
+                continue
+            transaction.handle_timeout(now)
+            error = transaction.error  # set when the transaction timed out just now
+            if error is not None:
+                self._forget(check)
+                if not check.cancelled:
+                    self._check_failed(now, check, str(error))
+                continue
+            data = transaction.poll_transmit()
+            if data is not None and not check.cancelled:
+                pair = check.pair
+                pair.requests_sent += 1
+                self.stats.retransmissions += 1
+                self._transmits.append(Transmit(data, pair.key[0], pair.key[1]))
+            self._arm(check)
+        if self._deadline is not None and now >= self._deadline:
+            self._timed_out()
+        if self._checking:
+            self._consider_nomination(now)
+            self._pace(now)
+
+    def poll_timeout(self) -> float | None:
+        """When :meth:`handle_timeout` must next be called; None when nothing is due."""
+        timers = self._timers
+        while timers and timers[0][2].transaction.done:
+            heapq.heappop(timers)
+        deadline = timers[0][0] if timers else None
+        if not self._checking:
+            return deadline
+        if self._deadline is not None and (deadline is None or self._deadline < deadline):
+            deadline = self._deadline
+        if self._remote_key is not None and self.checklist.has_work():
+            slot = self._next_slot
+            pacer = self._pacer
+            if pacer is not None:
+                slot = pacer.slot(slot)
+            if deadline is None or slot < deadline:
+                deadline = slot
+        if self.controlling and not self.aggressive:
+            wake = self._nomination_due()
+            if wake is not None and (deadline is None or wake < deadline):
+                deadline = wake
+        return deadline
+
+    def poll_transmits(self) -> list[Transmit]:
+        """The datagrams to send now (the list is handed over, not copied)."""
+        transmits = self._transmits
+        if transmits:
+            self._transmits = []
+        return transmits
+
+    def poll_event(self) -> Event | None:
+        """The next event, or None."""
+        return self._events.popleft() if self._events else None
+
+    # -- datagrams -------------------------------------------------------------------------
+
+    def handle_datagram(self, now: float, data: bytes, local: Address, remote: Address) -> None:
+        """A STUN datagram that arrived on the local base ``local`` from ``remote``.
+
+        Anything malformed, unauthenticated or unexpected is dropped and counted.
+        """
+        if self.state is ConnectionState.CLOSED:
+            return
+        try:
+            message = decode(data)
+        except ParseError:
+            self.stats.dropped_malformed += 1
+            return
+        if message.method != _BINDING or (
+            message.has_fingerprint and not message.check_fingerprint()
+        ):
+            self.stats.dropped_malformed += 1
+            return
+        cls = message.cls
+        if cls is _REQUEST:
+            self._handle_request(now, message, local, remote)
+        elif cls is _SUCCESS or cls is _ERROR:
+            self._handle_response(now, message, local, remote)
+        else:
+            self.stats.indications_received += 1
+            return
+        if self._checking:
+            self._pace(now)
+
+    def handle_unreachable(self, now: float, local: Address, remote: Address, reason: str) -> None:
+        """The network reported ``remote`` unreachable from ``local`` (ICMP): the check in
+        flight on that path fails now rather than at its timeout."""
+        check = self._pair_checks.get((local, remote))
+        if check is not None and not check.transaction.done:
+            check.transaction.cancel(ErrorResponse(0, reason))
+            self._forget(check)
+            self._check_failed(now, check, reason)
+            if self._checking:
+                self._pace(now)
+
+    def _handle_request(
+        self, now: float, message: Message, local: Address, remote: Address
+    ) -> None:
+        stats = self.stats
+        stats.requests_received += 1
+        local_candidate = self._local_by_base.get(local)
+        if local_candidate is None:
+            stats.dropped_unknown_local += 1
+            return
+        username = message.get(_USERNAME)
+        if username is None or not message.has_integrity:
+            self._reply_error(message, local, remote, 400, "Bad Request", sign=False)
+            return
+        ours, colon, theirs = username.partition(":")
+        if (
+            ours != self.local_ufrag
+            or not colon
+            or (self.remote_ufrag is not None and theirs != self.remote_ufrag)
+            or not message.check_integrity(self._local_key)
+        ):
+            stats.dropped_unauthenticated += 1
+            self._reply_error(message, local, remote, 401, "Unauthorized", sign=False)
+            return
+        unknown = message.unknown_required()
+        if unknown:
+            self._reply_error(message, local, remote, 420, "Unknown Attribute", unknown=unknown)
+            return
+        priority = message.get(_PRIORITY)
+        if priority is None:
+            self._reply_error(message, local, remote, 400, "Bad Request: no PRIORITY")
+            return
+        if self.controlling:
+            theirs_tb = message.get(_CONTROLLING)
+            if theirs_tb is not None:
+                if self.tie_breaker >= theirs_tb:
+                    self._reply_error(message, local, remote, 487, "Role Conflict")
+                    return
+                self._switch_role(False)
+        else:
+            theirs_tb = message.get(_CONTROLLED)
+            if theirs_tb is not None:
+                if self.tie_breaker < theirs_tb:
+                    self._reply_error(message, local, remote, 487, "Role Conflict")
+                    return
+                self._switch_role(True)
+        response = Message(
+            _BINDING, _SUCCESS, message.transaction_id, [(_XOR_MAPPED, remote)]
+        ).encode(self._local_key, fingerprint=True)
+        self._transmits.append(Transmit(response, local, remote))
+        stats.responses_sent += 1
+        if self.state is ConnectionState.CLOSED or self.state is ConnectionState.FAILED:
+            return
+
+        pair = self.checklist.pairs.get((local, remote))
+        if pair is None:
+            pair = self._pair_for_request(local_candidate, remote, priority)
+            if pair is None:
+                return
+        pair.requests_received += 1
+        pair.responses_sent += 1
+        state = pair.state
+        if state is not SUCCEEDED and self._checking:
+            if state is IN_PROGRESS:
+                check = self._pair_checks.get(pair.key)
+                if check is not None:
+                    check.cancelled = True  # its response still counts, its silence does not
+            self._set_pair_state(pair, WAITING)
+            self.checklist.enqueue_triggered(pair)
+        if not self.controlling and _USE_CANDIDATE in message:
+            if state is SUCCEEDED and pair.valid is not None:
+                self._nominate(pair.valid)
+            else:
+                pair.nominate_on_success = True
+
+    def _pair_for_request(
+        self, local: Candidate, remote: Address, priority: int
+    ) -> CandidatePair | None:
+        """The pair for a check from a transport address we have no pair for (7.3.1.4),
+        learning the sender as a peer-reflexive candidate if it is new (7.3.1.3)."""
+        component = local.component
+        candidate = self._remote_by_address.get((component, remote))
+        if candidate is None:
+            if self._remote_key is None and self._prflx_count >= EARLY_REMOTE_LIMIT:
+                return None
+            self._prflx_count += 1
+            candidate = Candidate(
+                foundation=f"prflx{self._prflx_count}",
+                component=component,
+                protocol="udp",
+                priority=priority,
+                host=remote[0],
+                port=remote[1],
+                type=CandidateType.PRFLX,
+            )
+            self._remote_by_address[(component, remote)] = candidate
+            self.remote_candidates.append(candidate)
+            self._events.append(CandidateLearned(candidate, local=False))
+        pair = self._form_pair(local, candidate)
+        if pair is not None and pair.state is FROZEN:
+            self.checklist.set_state(pair, WAITING)
+        return pair
+
+    def _reply_error(
+        self,
+        request: Message,
+        local: Address,
+        remote: Address,
+        code: int,
+        reason: str,
+        *,
+        sign: bool = True,
+        unknown: list[int] | None = None,
+    ) -> None:
+        attributes: list[tuple[int, object]] = [(_ERROR_CODE, (code, reason))]
+        if unknown:
+            attributes.append((_UNKNOWN_ATTRIBUTES, unknown))
+        response = Message(_BINDING, _ERROR, request.transaction_id, attributes)
+        data = response.encode(self._local_key if sign else None, fingerprint=True)
+        self._transmits.append(Transmit(data, local, remote))
+        self.stats.errors_sent += 1
+
+    def _handle_response(
+        self, now: float, message: Message, local: Address, remote: Address
+    ) -> None:
+        check = self._checks.get(message.transaction_id)
+        if check is None:
+            self.stats.dropped_unmatched += 1
+            return
+        transaction = check.transaction
+        if not transaction.handle_response(message, now):
+            self.stats.dropped_unmatched += 1
+            return
+        if not transaction.done:
+            self.stats.dropped_unauthenticated += 1
+            return
+        self._forget(check)
+        pair = check.pair
+        pair.responses_received += 1
+        if pair.removed or (not self._checking and not check.use_candidate):
+            return
+        if remote != pair.key[1] or local != pair.key[0]:
+            self._check_failed(now, check, f"asymmetric response from {remote[0]}:{remote[1]}")
+            return
+        error = transaction.error
+        if error is not None:
+            if isinstance(error, ErrorResponse) and error.code == 487:
+                self._role_conflict(pair, check)
+                return
+            self._check_failed(now, check, str(error))
+            return
+        mapped = message.get(_XOR_MAPPED)
+        if mapped is None:
+            self._check_failed(now, check, "success response without XOR-MAPPED-ADDRESS")
+            return
+        pair.rtt = transaction.rtt
+        self._check_succeeded(now, pair, check, mapped)
+
+    # -- outcomes --------------------------------------------------------------------------
+
+    def _check_succeeded(
+        self, now: float, pair: CandidatePair, check: _Check, mapped: Address
+    ) -> None:
+        """RFC 8445 section 7.2.5.3: the valid pair, unfreezing, nomination."""
+        self._set_pair_state(pair, SUCCEEDED)
+        component = pair.component
+        local = self._local_by_address.get((component, mapped))
+        if local is None:
+            local = Candidate(
+                foundation=make_foundation(CandidateType.PRFLX, pair.key[0][0], "udp"),
+                component=component,
+                protocol="udp",
+                priority=check.priority,
+                host=mapped[0],
+                port=mapped[1],
+                type=CandidateType.PRFLX,
+                base=pair.key[0],
+            )
+            self.local_candidates.append(local)
+            self._local_by_address[(component, mapped)] = local
+            self._events.append(CandidateLearned(local, local=True))
+        valid = pair.valid
+        if valid is None or valid.local is not local:
+            if local is pair.local:
+                valid = pair
+            else:
+                valid = CandidatePair(local, pair.remote, self.controlling, pair.seq)
+                valid.key = pair.key
+                valid.state = SUCCEEDED
+            pair.valid = valid
+        valid.rtt = pair.rtt
+        self.valid_pairs[pair.key] = valid
+        self._first_valid_at.setdefault(component, now)
+        foundation = pair.foundation
+        self._succeeded_foundations.add(foundation)
+        for unfrozen in self.checklist.unfreeze_foundation(foundation):
+            self._events.append(PairStateChanged(unfrozen, FROZEN, WAITING))
+        if check.use_candidate or (not self.controlling and pair.nominate_on_success):
+            self._nominate(valid)
+        elif self.controlling and not self.aggressive:
+            self._consider_nomination(now)
+
+    def _check_failed(self, now: float, check: _Check, reason: str) -> None:
+        pair = check.pair
+        if pair.removed or self.state is ConnectionState.CLOSED:
+            return
+        pair.failure = reason
+        self._set_pair_state(pair, FAILED, reason)
+        valid = self.valid_pairs.get(pair.key)
+        if valid is not None and (valid is pair or valid is pair.valid):
+            del self.valid_pairs[pair.key]
+        if self._nominating.get(pair.component) is pair:
+            del self._nominating[pair.component]
+            if self._checking:
+                self._consider_nomination(now)
+
+    def _role_conflict(self, pair: CandidatePair, check: _Check) -> None:
+        """A 487 answer (RFC 8445 section 7.2.5.1): switch away from the role the check
+        claimed (unless already done) and check the pair again."""
+        if check.controlling == self.controlling:
+            self._switch_role(not self.controlling)
+        self._set_pair_state(pair, WAITING)
+        self.checklist.enqueue_triggered(pair)
+
+    def _switch_role(self, controlling: bool) -> None:
+        self.controlling = controlling
+        self.checklist.reprioritise(controlling)
+        for valid in self.valid_pairs.values():
+            valid.set_role(controlling)
+        self._nominating.clear()
+        self._events.append(RoleChanged(controlling))
+
+    def _nominate(self, valid: CandidatePair) -> None:
+        if valid.nominated:
+            return
+        valid.nominated = True
+        self._events.append(PairNominated(valid))
+        component = valid.component
+        current = self.selected.get(component)
+        if current is None or valid.priority > current.priority:
+            self.selected[component] = valid
+            self._events.append(SelectedPairChanged(component, valid))
+        if len(self.selected) == self.components and self.state is ConnectionState.CHECKING:
+            self._checking = False
+            for check in self._checks.values():
+                if not check.pair.nominated and not check.use_candidate:
+                    check.cancelled = True
+            self.checklist.triggered.clear()
+            self._set_state(ConnectionState.CONNECTED)
+
+    def _nomination_due(self) -> float | None:
+        """When the regular-nomination wait of some component ends, if one is running."""
+        due = None
+        for component, first in self._first_valid_at.items():
+            if component in self._nominating or component in self.selected:
+                continue
+            wake = first + self.nomination_wait
+            if due is None or wake < due:
+                due = wake
+        return due
+
+    def _consider_nomination(self, now: float) -> None:
+        """Regular nomination (RFC 8445 section 8.1.1): per component, once the best valid
+        pair cannot be beaten by a pending one (or the wait is over), send its check
+        again with USE-CANDIDATE through the triggered-check queue."""
+        if not self.controlling or self.aggressive:
+            return
+        for component, first in self._first_valid_at.items():
+            if component in self._nominating or component in self.selected:
+                continue
+            best: CandidatePair | None = None
+            pending = 0
+            for pair in self.checklist.pairs.values():
+                if pair.component != component:
+                    continue
+                if pair.state is SUCCEEDED and pair.valid is not None:
+                    if best is None or pair.valid.priority > best.valid.priority:  # type: ignore[union-attr]
+                        best = pair
+                elif pair.state is not FAILED:
+                    pending = max(pending, pair.priority)
+            if best is None:
+                continue
+            assert best.valid is not None
+            if pending > best.valid.priority and now < first + self.nomination_wait:
+                continue
+            best.nominating = True
+            self._nominating[component] = best
+            self.checklist.enqueue_triggered(best)
+
+    def _timed_out(self) -> None:
+        self._deadline = None
+        if self.state is not ConnectionState.CHECKING:
+            return
+        self._checking = False
+        for check in self._checks.values():
+            check.transaction.cancel(ErrorResponse(0, "ICE timeout"))
+        missing = [c for c in range(1, self.components + 1) if c not in self.selected]
+        valid = bool(self.valid_pairs)
+        why = "no valid pair" if not valid else "no nominated pair"
+        names = ", ".join(map(str, missing))
+        reports = sorted(self.checklist.pairs.values(), key=lambda p: -p.priority)
+        self.error = ConnectionFailed(
+            f"ICE failed: {why} for component {names} within {self.ice_timeout:g} s",
+            [p.report() for p in reports],
+        )
+        self._set_state(ConnectionState.FAILED)
+
+    # -- sending checks --------------------------------------------------------------------
+
+    def _pace(self, now: float) -> None:
+        """Send the next check if the pacing allows it now."""
+        if now < self._next_slot or self._remote_key is None:
+            return
+        pacer = self._pacer
+        if pacer is not None and pacer.slot(now) > now:
+            return
+        checklist = self.checklist
+        pair = checklist.pop_triggered()
+        if pair is None:
+            pair = checklist.pop_waiting()
+            if pair is None:
+                return
+        self._send_check(now, pair)
+        self._next_slot = now + self.ta
+        if pacer is not None:
+            pacer.take(now)
+
+    def _send_check(self, now: float, pair: CandidatePair) -> None:
+        assert self._remote_key is not None
+        controlling = self.controlling
+        use_candidate = controlling and (pair.nominating or self.aggressive)
+        pair.nominating = False
+        priority = (PRFLX_PREFERENCE << 24) | (pair.local.priority & 0xFFFFFF)
+        attributes: list[tuple[int, object]] = [
+            (_USERNAME, self._username),
+            (_PRIORITY, priority),
+            (_CONTROLLING if controlling else _CONTROLLED, self.tie_breaker),
+        ]
+        if use_candidate:
+            attributes.append((_USE_CANDIDATE, True))
+        transaction_id = self._rng.randbytes(12)
+        data = Message(_BINDING, _REQUEST, transaction_id, attributes).encode(
+            self._remote_key, fingerprint=True
+        )
+        checklist = self.checklist
+        busy = checklist.count(WAITING) + checklist.count(IN_PROGRESS)
+        rto = max(MIN_RTO, self.ta * busy)
+        transaction = ClientTransaction(data, now, integrity_key=self._remote_key, rto=rto)
+        transaction.poll_transmit()
+        check = _Check(pair, transaction, use_candidate, controlling, priority)
+        old = self._pair_checks.get(pair.key)
+        if old is not None:
+            old.cancelled = True
+        self._checks[transaction_id] = check
+        self._pair_checks[pair.key] = check
+        self._arm(check)
+        if pair.state is not SUCCEEDED:
+            self._set_pair_state(pair, IN_PROGRESS)
+        if pair.checked_at is None:
+            pair.checked_at = now
+        pair.requests_sent += 1
+        self.stats.checks_sent += 1
+        self._transmits.append(Transmit(data, pair.key[0], pair.key[1]))
+
+    def _arm(self, check: _Check) -> None:
+        wake = check.transaction.poll_timeout()
+        if wake is not None:
+            self._timer_seq += 1
+            heapq.heappush(self._timers, (wake, self._timer_seq, check))
+
+    def _forget(self, check: _Check) -> None:
+        self._checks.pop(check.transaction.transaction_id, None)
+        key = check.pair.key
+        if self._pair_checks.get(key) is check:
+            del self._pair_checks[key]
+
+    # -- bookkeeping -----------------------------------------------------------------------
+
+    def _set_pair_state(
+        self, pair: CandidatePair, state: PairState, reason: str | None = None
+    ) -> None:
+        old = self.checklist.set_state(pair, state)
+        if old is not state:
+            self._events.append(PairStateChanged(pair, old, state, reason))
+
+    def _set_state(self, state: ConnectionState) -> None:
+        if self.state is not state:
+            self.state = state
+            error = self.error if state is ConnectionState.FAILED else None
+            self._events.append(ConnectionStateChanged(state, error))
+
+    def pairs(self) -> list[CandidatePair]:
+        """Every pair of the check list, highest priority first."""
+        return sorted(self.checklist.pairs.values(), key=lambda p: (-p.priority, p.seq))

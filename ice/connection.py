@@ -1,0 +1,604 @@
+"""The asyncio ICE connection: sockets, gathering and one timer around an :class:`Agent`.
+
+Every datagram arriving on a host socket or a TURN allocation is sorted in one place:
+answers to our own gathering requests, then STUN (first byte 0-3, a matching length and
+the magic cookie) for the agent, then application data - delivered only when it comes
+over a valid pair, so that nothing else can inject data into the connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from typing import Any
+
+from stun.attributes import Attr
+from stun.client import resolve
+from stun.datagram import DatagramSocket
+from stun.errors import StunError
+from stun.message import Class, Message, Method, decode
+from stun.transaction import ClientTransaction
+from turn.aio import Allocation, allocate
+from turn.errors import TurnError
+
+from .agent import DEFAULT_ICE_TIMEOUT, DEFAULT_TA, Agent, Nomination, is_stun
+from .candidate import Address, Candidate
+from .checklist import CandidatePair
+from .errors import ConnectionFailed, IceError
+from .events import CandidateLearned, ConnectionState, ConnectionStateChanged
+from .gather import (
+    DEFAULT_GATHER_TIMEOUT,
+    ServerFailure,
+    TurnServer,
+    host_candidate,
+    host_preference,
+    reflexive_candidate,
+    relayed_candidate,
+    stun_server,
+)
+from .interfaces import HostAddress, bind_udp, host_addresses
+from .pacer import GLOBAL_PACER
+
+RECEIVE_QUEUE = 1024
+"""Datagrams per component waiting for :meth:`Connection.recv`; beyond that they are
+dropped (and counted), as a full socket buffer would."""
+
+_GATHER_RTO = 0.5
+
+
+class ConnectionClosed(IceError, ConnectionError):
+    """The connection was closed (by :meth:`Connection.close` or a failure)."""
+
+
+class _Host:
+    """A bound UDP socket of one component: the base of a host candidate."""
+
+    __slots__ = ("address", "component", "preference", "socket")
+
+    def __init__(self, address: Address, component: int, preference: int) -> None:
+        self.address = address
+        self.component = component
+        self.preference = preference
+        self.socket: DatagramSocket | None = None
+
+
+class Connection:
+    """One ICE session over UDP: gather, exchange candidates, connect, send and receive.
+
+    ``stun_servers`` are ``stun:`` URIs (or ``host:port``) for server-reflexive
+    candidates, ``turn_servers`` :class:`TurnServer` entries for relayed ones. Host
+    candidates come from every usable interface address (``include_loopback`` adds
+    127.0.0.1 and ::1, ``address_filter`` narrows the choice). ``ta``, ``nomination``,
+    ``global_pacing`` and ``ice_timeout`` are the :class:`~ice.agent.Agent`'s settings;
+    ``ta`` is proposed to the peer, which signals its own in :meth:`set_remote_credentials`.
+    """
+
+    def __init__(
+        self,
+        controlling: bool,
+        components: int = 1,
+        *,
+        stun_servers: Sequence[str] = (),
+        turn_servers: Sequence[TurnServer] = (),
+        include_loopback: bool = False,
+        ipv4: bool = True,
+        ipv6: bool = True,
+        include_link_local: bool = False,
+        address_filter: Callable[[HostAddress], bool] | None = None,
+        port_range: tuple[int, int] | None = None,
+        ta: float = DEFAULT_TA,
+        negotiate_ta: bool = True,
+        nomination: Nomination = "regular",
+        global_pacing: bool = True,
+        ice_timeout: float = DEFAULT_ICE_TIMEOUT,
+        gather_timeout: float = DEFAULT_GATHER_TIMEOUT,
+        max_pairs: int = 100,
+        local_ufrag: str | None = None,
+        local_pwd: str | None = None,
+    ) -> None:
+        self._stun_servers = [stun_server(url) for url in stun_servers]
+        self._turn_servers = list(turn_servers)
+        for server in self._turn_servers:
+            server.address  # noqa: B018 - parse now: a bad URI is the caller's error
+        self._host_options: dict[str, Any] = {
+            "ipv4": ipv4,
+            "ipv6": ipv6,
+            "include_loopback": include_loopback,
+            "include_link_local": include_link_local,
+            "address_filter": address_filter,
+        }
+        self._port_range = port_range
+        if gather_timeout <= 0:
+            raise ValueError("gather_timeout must be positive")
+        self._gather_timeout = gather_timeout
+        self.agent = Agent(
+            controlling,
+            components=components,
+            ta=ta,
+            negotiate_ta=negotiate_ta,
+            nomination=nomination,
+            pacer=GLOBAL_PACER if global_pacing else None,
+            ice_timeout=ice_timeout,
+            max_pairs=max_pairs,
+            local_ufrag=local_ufrag,
+            local_pwd=local_pwd,
+        )
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._time: Callable[[], float] = time.monotonic
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._hosts: dict[Address, _Host] = {}
+        self._relays: dict[Address, Allocation] = {}
+        self._queries: dict[bytes, tuple[ClientTransaction, asyncio.Future[Message | None]]] = {}
+        self._gathering: asyncio.Task[None] | None = None
+        self._gathered: list[Candidate] = []
+        self._gather_done = False
+        self._gather_waiters: list[asyncio.Future[None]] = []
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._connected: asyncio.Future[CandidatePair] | None = None
+        self._received: dict[int, deque[bytes]] = {c: deque() for c in range(1, components + 1)}
+        self._readers: dict[int, asyncio.Future[None]] = {}
+        self._closed = False
+        self.failures: list[ServerFailure] = []
+        """STUN and TURN servers that gave no candidate, and why."""
+        self.dropped_data = 0
+        """Application datagrams dropped: not over a valid pair, or the queue was full."""
+
+    # -- what we offer ---------------------------------------------------------------------
+
+    @property
+    def local_ufrag(self) -> str:
+        return self.agent.local_ufrag
+
+    @property
+    def local_pwd(self) -> str:
+        return self.agent.local_pwd
+
+    @property
+    def ta(self) -> float:
+        """The Ta we propose (signal it as ``a=ice-pacing`` when not 50 ms)."""
+        return self.agent.proposed_ta
+
+    @property
+    def local_candidates(self) -> list[Candidate]:
+        """The candidates gathered so far (peer-reflexive ones learned later excluded)."""
+        return list(self._gathered)
+
+    @property
+    def state(self) -> ConnectionState:
+        return self.agent.state
+
+    # -- gathering -------------------------------------------------------------------------
+
+    async def gather(self) -> AsyncIterator[Candidate]:
+        """Yield each local candidate the moment it exists (trickle ICE); ends when every
+        server has answered or timed out."""
+        self._start_gathering()
+        seen = 0
+        while True:
+            while seen < len(self._gathered):
+                seen += 1
+                yield self._gathered[seen - 1]
+            if self._gather_done:
+                return
+            waiter = asyncio.get_running_loop().create_future()
+            self._gather_waiters.append(waiter)
+            await waiter
+
+    async def gather_all(self) -> list[Candidate]:
+        """Gather every candidate and return them."""
+        return [candidate async for candidate in self.gather()]
+
+    def _start_gathering(self) -> None:
+        if self._closed:
+            raise ConnectionClosed("the connection is closed")
+        if self._gathering is None:
+            self._loop = asyncio.get_running_loop()
+            default_clock = type(self._loop).time is asyncio.BaseEventLoop.time
+            self._time = time.monotonic if default_clock else self._loop.time
+            self._gathering = self._loop.create_task(self._gather())
+
+    async def _gather(self) -> None:
+        try:
+            self._open_hosts()
+            jobs = [self._reflexive(server) for server in self._stun_servers]
+            jobs += [self._relayed(server) for server in self._turn_servers]
+            await asyncio.gather(*jobs)
+        finally:
+            self._gather_done = True
+            self._wake_gatherers()
+
+    def _emit(self, candidate: Candidate) -> None:
+        if self._closed or not self.agent.add_local_candidate(candidate):
+            return
+        self._gathered.append(candidate)
+        self._wake_gatherers()
+        self._service()
+
+    def _wake_gatherers(self) -> None:
+        waiters, self._gather_waiters = self._gather_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def _open_hosts(self) -> None:
+        addresses = host_addresses(**self._host_options)
+        if not addresses:
+            raise IceError("no usable interface address (include_loopback for tests?)")
+        for component in range(1, self.agent.components + 1):
+            for address in addresses:
+                sock = bind_udp(address, port_range=self._port_range)
+                bound = sock.getsockname()
+                base: Address = (address.ip, int(bound[1]))
+                host = _Host(base, component, host_preference(address))
+                host.socket = DatagramSocket(
+                    sock, self._host_receiver(base), self._socket_error
+                )
+                self._hosts[base] = host
+                self._emit(host_candidate(base, host.preference, component))
+
+    def _host_receiver(self, base: Address) -> Callable[[bytes, Any], None]:
+        def receive(data: bytes, source: Any) -> None:
+            if len(source) > 2:
+                source = (source[0].partition("%")[0], source[1])
+            if data and data[0] < 4 and self._queries and self._answer(data):
+                return
+            self._received_datagram(data, base, source)
+
+        return receive
+
+    def _socket_error(self, exc: OSError) -> None:
+        """ICMP errors on an unconnected socket name no peer; checks time out instead."""
+
+    async def _reflexive(self, server_address: Any) -> None:
+        server = str(server_address)
+        try:
+            address = await resolve(server_address.host, server_address.port)
+        except StunError as exc:
+            self.failures.append(ServerFailure(server, f"DNS: {exc}"))
+            return
+        family_v6 = ":" in address[0]
+        hosts = [h for h in self._hosts.values() if (":" in h.address[0]) == family_v6]
+        if not hosts:
+            self.failures.append(ServerFailure(server, "no local address of its family"))
+            return
+        results = await asyncio.gather(*(self._query(h, address) for h in hosts))
+        errors = [r for r in results if isinstance(r, str)]
+        if len(errors) == len(results):
+            self.failures.append(ServerFailure(server, errors[0]))
+            return
+        for host, mapped in zip(hosts, results, strict=True):
+            if isinstance(mapped, tuple):
+                self._emit(
+                    reflexive_candidate(
+                        mapped, host.address, host.preference, host.component, server
+                    )
+                )
+
+    async def _query(self, host: _Host, server: Address) -> Address | str:
+        """One Binding request from a host socket; the mapped address or why not."""
+        assert self._loop is not None and host.socket is not None
+        request = Message(Method.BINDING, Class.REQUEST).encode(fingerprint=True)
+        now = self._time()
+        transaction = ClientTransaction(
+            request, now, rto=_GATHER_RTO, timeout=self._gather_timeout
+        )
+        future: asyncio.Future[Message | None] = self._loop.create_future()
+        self._queries[transaction.transaction_id] = (transaction, future)
+        sock = host.socket
+        try:
+            while not transaction.done:
+                data = transaction.poll_transmit()
+                if data is not None:
+                    sock.sendto(data, server)
+                wake = transaction.poll_timeout()
+                if wake is None:
+                    break
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(future), max(0.0, wake - self._time()))
+                if future.done():
+                    break
+                transaction.handle_timeout(self._time())
+        except OSError as exc:
+            return f"socket error: {exc.strerror or exc}"
+        finally:
+            del self._queries[transaction.transaction_id]
+        if transaction.response is not None:
+            mapped = transaction.response.get(Attr.XOR_MAPPED_ADDRESS)
+            if mapped is None:
+                return "the answer had no XOR-MAPPED-ADDRESS"
+            return (str(mapped[0]), int(mapped[1]))
+        error = transaction.error
+        return "timeout" if error is None or "no response" in str(error) else str(error)
+
+    def _answer(self, data: bytes) -> bool:
+        """Hand a datagram to the gathering query it answers, if any."""
+        entry = self._queries.get(data[8:20])
+        if entry is None:
+            return False
+        transaction, future = entry
+        try:
+            message = decode(data)
+        except StunError:
+            return False
+        handled = transaction.handle_response(message, self._time())
+        if handled and transaction.done and not future.done():
+            future.set_result(transaction.response)
+        return True
+
+    async def _relayed(self, server: TurnServer) -> None:
+        address = server.address
+        name = server.url
+        for component in range(1, self.agent.components + 1):
+            try:
+                allocation = await allocate(
+                    address,
+                    server.username,
+                    server.password,
+                    ssl=server.ssl,
+                    timeout=self._gather_timeout,
+                )
+            except (TurnError, StunError, OSError) as exc:
+                self.failures.append(ServerFailure(name, str(exc) or type(exc).__name__))
+                return
+            if self._closed:
+                await allocation.close()
+                return
+            relayed = allocation.relayed_address
+            self._relays[relayed] = allocation
+            allocation.set_data_handler(self._relay_receiver(relayed))
+            for remote in self.agent.remote_candidates:
+                self._permit(allocation, remote)
+            preference = 65535 - self._turn_servers.index(server)
+            self._emit(
+                relayed_candidate(
+                    relayed, allocation.mapped_address, preference, component, name
+                )
+            )
+
+    def _relay_receiver(self, relayed: Address) -> Callable[[bytes, Address], None]:
+        def receive(data: bytes, peer: Address) -> None:
+            self._received_datagram(data, relayed, peer)
+
+        return receive
+
+    def _permit(self, allocation: Allocation, remote: Candidate) -> None:
+        """Install the TURN permission for a remote candidate now, so that the peer's
+        first check through the relay is not dropped by the server."""
+        if remote.protocol != "udp" or remote.is_mdns or allocation.closed:
+            return
+        if (":" in remote.host) != (":" in allocation.relayed_address[0]):
+            return
+        self._spawn(self._create_permission(allocation, remote.host))
+
+    async def _create_permission(self, allocation: Allocation, ip: str) -> None:
+        with contextlib.suppress(TurnError, StunError, OSError):
+            await allocation.create_permission(ip)
+
+    def _spawn(self, coroutine: Any) -> None:
+        assert self._loop is not None
+        task = self._loop.create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- the remote side -------------------------------------------------------------------
+
+    def set_remote_credentials(self, ufrag: str, pwd: str, *, ta: float | None = None) -> None:
+        """The peer's ufrag and pwd, and the Ta it proposed (``a=ice-pacing``), if any."""
+        self.agent.set_remote_credentials(ufrag, pwd, ta=ta)
+        self._service()
+
+    def add_remote_candidate(self, candidate: Candidate | None) -> None:
+        """A candidate from the peer; None when the peer has signalled the last one."""
+        self.agent.add_remote_candidate(candidate)
+        if candidate is not None:
+            for allocation in self._relays.values():
+                self._permit(allocation, candidate)
+        self._service()
+
+    # -- connecting ------------------------------------------------------------------------
+
+    async def connect(self) -> CandidatePair:
+        """Run the checks until a pair is selected for every component; return the
+        component 1 pair. Raises :class:`~ice.ConnectionFailed` after ``ice_timeout``."""
+        self._start_gathering()
+        assert self._loop is not None
+        if self._connected is None:
+            self._connected = self._loop.create_future()
+            while not self._hosts and not self._gather_done:
+                waiter = self._loop.create_future()
+                self._gather_waiters.append(waiter)
+                await waiter
+            self.agent.start(self._time())
+            self._service()
+        return await asyncio.shield(self._connected)
+
+    def selected_pair(self, component: int = 1) -> CandidatePair | None:
+        """The pair carrying ``component``'s data, once there is one."""
+        return self.agent.selected.get(component)
+
+    # -- data ------------------------------------------------------------------------------
+
+    async def send(self, data: bytes, component: int = 1) -> None:
+        """Send one datagram to the peer over the selected pair of ``component``."""
+        self.send_nowait(data, component)
+
+    def send_nowait(self, data: bytes, component: int = 1) -> None:
+        """:meth:`send` without the coroutine."""
+        pair = self.agent.selected.get(component)
+        if pair is None:
+            if self._closed:
+                raise ConnectionClosed("the connection is closed")
+            raise IceError(f"component {component} has no selected pair yet (await connect())")
+        base, remote = pair.key
+        host = self._hosts.get(base)
+        if host is not None and host.socket is not None:
+            host.socket.sendto(data, remote)
+        else:
+            self._relays[base].sendto(data, remote)
+        pair.bytes_sent += len(data)
+
+    async def recv(self, component: int = 1) -> bytes:
+        """The next datagram the peer sent on ``component`` (over a valid pair)."""
+        queue = self._received[component]
+        while not queue:
+            if self._closed:
+                raise ConnectionClosed("the connection is closed")
+            assert self._loop is not None
+            reader = self._loop.create_future()
+            self._readers[component] = reader
+            try:
+                await reader
+            finally:
+                self._readers.pop(component, None)
+        return queue.popleft()
+
+    def _received_datagram(self, data: bytes, base: Address, source: Address) -> None:
+        agent = self.agent
+        if is_stun(data):
+            agent.handle_datagram(self._time(), data, base, source)
+            self._service()
+            return
+        pair = agent.valid_pairs.get((base, source))
+        if pair is None:
+            self.dropped_data += 1
+            return
+        pair.bytes_received += len(data)
+        queue = self._received[pair.component]
+        if len(queue) >= RECEIVE_QUEUE:
+            self.dropped_data += 1
+            return
+        queue.append(data)
+        reader = self._readers.get(pair.component)
+        if reader is not None and not reader.done():
+            reader.set_result(None)
+
+    # -- the agent's clock and output ------------------------------------------------------
+
+    def _service(self) -> None:
+        """Send what the agent wants sent, act on its events and re-arm its one timer."""
+        agent = self.agent
+        for transmit in agent.poll_transmits():
+            self._transmit(transmit.data, transmit.local, transmit.remote)
+        while (event := agent.poll_event()) is not None:
+            if isinstance(event, ConnectionStateChanged):
+                self._state_changed(event)
+            elif isinstance(event, CandidateLearned) and not event.local:
+                for allocation in self._relays.values():
+                    self._permit(allocation, event.candidate)
+        if self._loop is None or self._closed:
+            return
+        deadline = agent.poll_timeout()
+        if deadline == self._timer_at:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._timer_at = deadline
+        if deadline is not None:
+            self._timer = self._loop.call_at(deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        self.agent.handle_timeout(self._time())
+        self._service()
+
+    def _transmit(self, data: bytes, local: Address, remote: Address) -> None:
+        host = self._hosts.get(local)
+        if host is not None:
+            if host.socket is not None:
+                host.socket.sendto(data, remote)
+            return
+        allocation = self._relays.get(local)
+        if allocation is not None:
+            with contextlib.suppress(TurnError):
+                allocation.sendto(data, remote)
+
+    def _state_changed(self, event: ConnectionStateChanged) -> None:
+        connected = self._connected
+        if connected is None or connected.done():
+            return
+        if event.state is ConnectionState.CONNECTED:
+            connected.set_result(self.agent.selected[1])
+        elif event.state is ConnectionState.FAILED:
+            connected.set_exception(event.error or ConnectionFailed("ICE failed"))
+        elif event.state is ConnectionState.CLOSED:
+            connected.set_exception(ConnectionClosed("the connection was closed"))
+
+    # -- the end ---------------------------------------------------------------------------
+
+    async def close(self) -> None:
+        """Stop the agent, close every socket and release every TURN allocation."""
+        if self._closed:
+            return
+        self.agent.close()
+        self._service()
+        self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        for reader in self._readers.values():
+            if not reader.done():
+                reader.set_result(None)
+        if self._gathering is not None and not self._gathering.done():
+            self._gathering.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._gathering
+        for task in list(self._tasks):
+            task.cancel()
+        for host in self._hosts.values():
+            if host.socket is not None:
+                host.socket.close()
+        relays = list(self._relays.values())
+        self._relays.clear()
+        await asyncio.gather(*(a.close() for a in relays), return_exceptions=True)
+        if self._connected is not None and not self._connected.done():
+            self._connected.set_exception(ConnectionClosed("the connection was closed"))
+            self._connected.exception()  # retrieved: nobody may be awaiting it
+
+    async def __aenter__(self) -> Connection:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    # -- statistics ------------------------------------------------------------------------
+
+    def stats(self) -> list[dict[str, Any]]:
+        """Per candidate pair: state, nomination, RTT, requests and responses sent and
+        received, bytes sent and received."""
+        selected = {id(p) for p in self.agent.selected.values()}
+        rows = []
+        pairs: Iterable[CandidatePair] = self.agent.pairs()
+        for pair in pairs:
+            valid = pair.valid or pair
+            rows.append(
+                {
+                    "local": str(valid.local),
+                    "remote": str(pair.remote),
+                    "component": pair.component,
+                    "state": str(pair.state),
+                    "nominated": valid.nominated,
+                    "selected": id(valid) in selected,
+                    "priority": pair.priority,
+                    "rtt": pair.rtt,
+                    "requests_sent": pair.requests_sent,
+                    "requests_received": pair.requests_received,
+                    "responses_sent": pair.responses_sent,
+                    "responses_received": pair.responses_received,
+                    "bytes_sent": valid.bytes_sent,
+                    "bytes_received": valid.bytes_received,
+                }
+            )
+        return rows
+
+    def __repr__(self) -> str:
+        role = "controlling" if self.agent.controlling else "controlled"
+        return f"<ice.Connection {role} {self.state} {len(self._gathered)} candidates>"
+
+
+__all__ = ["Connection", "ConnectionClosed", "TurnServer"]

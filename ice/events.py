@@ -1,0 +1,80 @@
+"""What an ICE agent reports: small frozen dataclasses, read from ``Agent.poll_event()``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from .candidate import Candidate
+from .checklist import CandidatePair, PairState
+from .errors import ConnectionFailed
+
+
+class ConnectionState(StrEnum):
+    """The agent's overall state, named after the W3C RTCIceConnectionState values."""
+
+    NEW = "new"
+    CHECKING = "checking"
+    CONNECTED = "connected"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CLOSED = "closed"
+
+
+@dataclass(frozen=True, slots=True)
+class PairStateChanged:
+    """A candidate pair moved from ``old`` to ``new`` (``reason`` says why a pair failed)."""
+
+    pair: CandidatePair
+    old: PairState
+    new: PairState
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PairNominated:
+    """A valid pair was nominated (by our USE-CANDIDATE check, or by the peer's)."""
+
+    pair: CandidatePair
+
+
+@dataclass(frozen=True, slots=True)
+class SelectedPairChanged:
+    """``pair`` now carries the data of ``component``."""
+
+    component: int
+    pair: CandidatePair
+
+
+@dataclass(frozen=True, slots=True)
+class CandidateLearned:
+    """A peer-reflexive candidate was discovered: ``local`` from a response's
+    XOR-MAPPED-ADDRESS, remote from the source of a check."""
+
+    candidate: Candidate
+    local: bool
+
+
+@dataclass(frozen=True, slots=True)
+class RoleChanged:
+    """A role conflict (RFC 8445 section 7.3.1.1) switched this agent's role."""
+
+    controlling: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionStateChanged:
+    """The agent's :class:`ConnectionState` changed; ``error`` is set on FAILED."""
+
+    state: ConnectionState
+    error: ConnectionFailed | None = None
+
+
+Event = (
+    PairStateChanged
+    | PairNominated
+    | SelectedPairChanged
+    | CandidateLearned
+    | RoleChanged
+    | ConnectionStateChanged
+)
