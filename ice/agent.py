@@ -61,6 +61,10 @@ DEFAULT_TA = 0.050
 MIN_RTO = 0.5
 """The floor of a check's retransmission timeout (RFC 8445 section 14.3)."""
 DEFAULT_ICE_TIMEOUT = 10.0
+CONSENT_INTERVAL = 5.0
+"""The mean time between consent checks on a selected pair (RFC 7675 section 5.1)."""
+CONSENT_MIN_INTERVAL = 4.0
+DEFAULT_CONSENT_TIMEOUT = 30.0
 DEFAULT_NOMINATION_WAIT = 1.0
 EARLY_REMOTE_LIMIT = 32
 """Peer-reflexive remote candidates learned before the remote credentials are known."""
@@ -112,6 +116,7 @@ class AgentStats:
     """Counters of what the agent sent, answered and dropped."""
 
     checks_sent: int = 0
+    consent_checks_sent: int = 0
     retransmissions: int = 0
     requests_received: int = 0
     responses_sent: int = 0
@@ -166,6 +171,12 @@ class Agent:
     RFC 8863). The controlling agent with regular nomination nominates the best valid
     pair once no higher-priority pair is still pending, or ``nomination_wait`` seconds
     after the first valid pair, whichever is first.
+
+    Once connected, consent to send is checked on every selected pair (RFC 7675): one
+    Binding request every 5 s x uniform(0.8, 1.2), each sent once; consent holds while
+    an authenticated answer to a request sent within the last ``consent_timeout``
+    seconds has arrived, late answers included. Without it the agent fails with
+    :class:`~ice.ConnectionFailed`.
     """
 
     def __init__(
@@ -179,6 +190,7 @@ class Agent:
         pacer: Pacer | None = GLOBAL_PACER,
         ice_timeout: float = DEFAULT_ICE_TIMEOUT,
         nomination_wait: float = DEFAULT_NOMINATION_WAIT,
+        consent_timeout: float = DEFAULT_CONSENT_TIMEOUT,
         max_pairs: int = 100,
         local_ufrag: str | None = None,
         local_pwd: str | None = None,
@@ -191,8 +203,10 @@ class Agent:
             raise ValueError("ta must be positive")
         if nomination not in ("regular", "aggressive"):
             raise ValueError(f"nomination must be 'regular' or 'aggressive', not {nomination!r}")
-        if ice_timeout <= 0 or nomination_wait < 0:
-            raise ValueError("ice_timeout must be positive and nomination_wait not negative")
+        if ice_timeout <= 0 or nomination_wait < 0 or consent_timeout <= 0:
+            raise ValueError(
+                "ice_timeout and consent_timeout must be positive, nomination_wait not negative"
+            )
         self._rng = rng if rng is not None else random.SystemRandom()
         rng = self._rng
         self.controlling = controlling
@@ -204,6 +218,7 @@ class Agent:
         self._pacer = pacer
         self.ice_timeout = ice_timeout
         self.nomination_wait = nomination_wait
+        self.consent_timeout = consent_timeout
         self.tie_breaker = tie_breaker if tie_breaker is not None else rng.getrandbits(64)
         if local_ufrag is None:
             local_ufrag = "".join(rng.choice(_UFRAG_ALPHABET) for _ in range(_UFRAG_LENGTH))
@@ -238,6 +253,9 @@ class Agent:
         self._timer_seq = 0
         self._nominating: dict[int, CandidatePair] = {}
         self._first_valid_at: dict[int, float] = {}
+        self._consent: dict[bytes, tuple[CandidatePair, float]] = {}
+        self._consent_due: dict[int, float] = {}
+        self._consent_until: dict[int, float] = {}
 
         self.state = ConnectionState.NEW
         self.error: ConnectionFailed | None = None
@@ -331,6 +349,7 @@ class Agent:
         self._timers.clear()
         self._checks.clear()
         self._pair_checks.clear()
+        self._stop_consent()
         self._set_state(ConnectionState.CLOSED)
 
     def handle_timeout(self, now: float) -> None:
@@ -359,6 +378,8 @@ class Agent:
             self._arm(check)
         if self._deadline is not None and now >= self._deadline:
             self._timed_out()
+        if self._consent_due:
+            self._keep_consent(now)
         if self._checking:
             self._consider_nomination(now)
             self._pace(now)
@@ -369,6 +390,10 @@ class Agent:
         while timers and timers[0][2].transaction.done:
             heapq.heappop(timers)
         deadline = timers[0][0] if timers else None
+        if self._consent_due:
+            wake = min(min(self._consent_due.values()), min(self._consent_until.values()))
+            if deadline is None or wake < deadline:
+                deadline = wake
         if not self._checking:
             return deadline
         if self._deadline is not None and (deadline is None or self._deadline < deadline):
@@ -381,9 +406,9 @@ class Agent:
             if deadline is None or slot < deadline:
                 deadline = slot
         if self.controlling and not self.aggressive:
-            wake = self._nomination_due()
-            if wake is not None and (deadline is None or wake < deadline):
-                deadline = wake
+            nominate_at = self._nomination_due()
+            if nominate_at is not None and (deadline is None or nominate_at < deadline):
+                deadline = nominate_at
         return deadline
 
     def poll_transmits(self) -> list[Transmit]:
@@ -508,7 +533,7 @@ class Agent:
             self.checklist.enqueue_triggered(pair)
         if not self.controlling and _USE_CANDIDATE in message:
             if state is SUCCEEDED and pair.valid is not None:
-                self._nominate(pair.valid)
+                self._nominate(now, pair.valid)
             else:
                 pair.nominate_on_success = True
 
@@ -564,7 +589,8 @@ class Agent:
     ) -> None:
         check = self._checks.get(message.transaction_id)
         if check is None:
-            self.stats.dropped_unmatched += 1
+            if not self._consent_answered(now, message, local, remote):
+                self.stats.dropped_unmatched += 1
             return
         transaction = check.transaction
         if not transaction.handle_response(message, now):
@@ -635,7 +661,7 @@ class Agent:
         for unfrozen in self.checklist.unfreeze_foundation(foundation):
             self._events.append(PairStateChanged(unfrozen, FROZEN, WAITING))
         if check.use_candidate or (not self.controlling and pair.nominate_on_success):
-            self._nominate(valid)
+            self._nominate(now, valid)
         elif self.controlling and not self.aggressive:
             self._consider_nomination(now)
 
@@ -669,7 +695,7 @@ class Agent:
         self._nominating.clear()
         self._events.append(RoleChanged(controlling))
 
-    def _nominate(self, valid: CandidatePair) -> None:
+    def _nominate(self, now: float, valid: CandidatePair) -> None:
         if valid.nominated:
             return
         valid.nominated = True
@@ -679,6 +705,8 @@ class Agent:
         if current is None or valid.priority > current.priority:
             self.selected[component] = valid
             self._events.append(SelectedPairChanged(component, valid))
+            self._consent_until[component] = now + self.consent_timeout
+            self._consent_due[component] = now + self._consent_interval()
         if len(self.selected) == self.components and self.state is ConnectionState.CHECKING:
             self._checking = False
             for check in self._checks.values():
@@ -744,6 +772,76 @@ class Agent:
         )
         self._set_state(ConnectionState.FAILED)
 
+    # -- consent freshness (RFC 7675) ------------------------------------------------------
+
+    def _consent_interval(self) -> float:
+        return max(CONSENT_MIN_INTERVAL, CONSENT_INTERVAL * self._rng.uniform(0.8, 1.2))
+
+    def _keep_consent(self, now: float) -> None:
+        """Send the consent checks that are due; fail when consent has expired."""
+        for component, until in self._consent_until.items():
+            if now >= until:
+                self._consent_expired(component)
+                return
+        horizon = now - self.consent_timeout
+        consent = self._consent
+        for transaction_id in [t for t, (_, sent) in consent.items() if sent <= horizon]:
+            del consent[transaction_id]
+        for component, due in self._consent_due.items():
+            if now < due:
+                continue
+            pair = self.selected[component]
+            transaction_id = self._rng.randbytes(12)
+            self._transmits.append(
+                Transmit(self._request(transaction_id, pair, False), pair.key[0], pair.key[1])
+            )
+            consent[transaction_id] = (pair, now)
+            pair.requests_sent += 1
+            self.stats.consent_checks_sent += 1
+            self._consent_due[component] = now + self._consent_interval()
+
+    def _consent_answered(
+        self, now: float, message: Message, local: Address, remote: Address
+    ) -> bool:
+        """Take an answer to a consent check; False when it answers none."""
+        entry = self._consent.get(message.transaction_id)
+        if entry is None:
+            return False
+        pair, sent = entry
+        key = self._remote_key
+        if (
+            message.cls is not _SUCCESS
+            or key is None
+            or not message.check_integrity(key)
+            or (local, remote) != pair.key
+        ):
+            self.stats.dropped_unauthenticated += 1
+            return True
+        del self._consent[message.transaction_id]
+        pair.responses_received += 1
+        component = pair.component
+        if self.selected.get(component) is pair:
+            until = sent + self.consent_timeout
+            if until > self._consent_until[component]:
+                self._consent_until[component] = until
+        return True
+
+    def _consent_expired(self, component: int) -> None:
+        pair = self.selected[component]
+        self._stop_consent()
+        self._checking = False
+        self.error = ConnectionFailed(
+            f"consent to send expired: no answer from {pair.remote} to any consent check "
+            f"sent in the last {self.consent_timeout:g} s",
+            [pair.report()],
+        )
+        self._set_state(ConnectionState.FAILED)
+
+    def _stop_consent(self) -> None:
+        self._consent.clear()
+        self._consent_due.clear()
+        self._consent_until.clear()
+
     # -- sending checks --------------------------------------------------------------------
 
     def _pace(self, now: float) -> None:
@@ -769,18 +867,9 @@ class Agent:
         controlling = self.controlling
         use_candidate = controlling and (pair.nominating or self.aggressive)
         pair.nominating = False
-        priority = (PRFLX_PREFERENCE << 24) | (pair.local.priority & 0xFFFFFF)
-        attributes: list[tuple[int, object]] = [
-            (_USERNAME, self._username),
-            (_PRIORITY, priority),
-            (_CONTROLLING if controlling else _CONTROLLED, self.tie_breaker),
-        ]
-        if use_candidate:
-            attributes.append((_USE_CANDIDATE, True))
         transaction_id = self._rng.randbytes(12)
-        data = Message(_BINDING, _REQUEST, transaction_id, attributes).encode(
-            self._remote_key, fingerprint=True
-        )
+        data = self._request(transaction_id, pair, use_candidate)
+        priority = (PRFLX_PREFERENCE << 24) | (pair.local.priority & 0xFFFFFF)
         checklist = self.checklist
         busy = checklist.count(WAITING) + checklist.count(IN_PROGRESS)
         rto = max(MIN_RTO, self.ta * busy)
@@ -800,6 +889,19 @@ class Agent:
         pair.requests_sent += 1
         self.stats.checks_sent += 1
         self._transmits.append(Transmit(data, pair.key[0], pair.key[1]))
+
+    def _request(self, transaction_id: bytes, pair: CandidatePair, use_candidate: bool) -> bytes:
+        """A signed, fingerprinted Binding request for ``pair`` (RFC 8445 section 7.1)."""
+        attributes: list[tuple[int, object]] = [
+            (_USERNAME, self._username),
+            (_PRIORITY, (PRFLX_PREFERENCE << 24) | (pair.local.priority & 0xFFFFFF)),
+            (_CONTROLLING if self.controlling else _CONTROLLED, self.tie_breaker),
+        ]
+        if use_candidate:
+            attributes.append((_USE_CANDIDATE, True))
+        return Message(_BINDING, _REQUEST, transaction_id, attributes).encode(
+            self._remote_key, fingerprint=True
+        )
 
     def _arm(self, check: _Check) -> None:
         wake = check.transaction.poll_timeout()

@@ -1,0 +1,116 @@
+"""Consent freshness (RFC 7675) on the sans-I/O agent, over the simulated network."""
+
+from __future__ import annotations
+
+import itertools
+import random
+
+import pytest
+
+import ice
+from ice.gather import host_candidate
+from stun import Class, Message, Method
+from tests.ice.simnet import Link, Network
+
+
+def _connected_pair(net: Network, **options: object) -> tuple[ice.Agent, ice.Agent]:
+    agents = []
+    for index, controlling in enumerate((True, False)):
+        agent = ice.Agent(controlling, pacer=None, rng=random.Random(index), **options)  # type: ignore[arg-type]
+        address = net.add_host(agent)
+        agent.add_local_candidate(host_candidate(address, 65535, 1))
+        agents.append(agent)
+    a, b = agents
+    a.set_remote_credentials(b.local_ufrag, b.local_pwd)
+    b.set_remote_credentials(a.local_ufrag, a.local_pwd)
+    for mine, theirs in ((a, b), (b, a)):
+        for candidate in theirs.local_candidates:
+            mine.add_remote_candidate(ice.Candidate.from_sdp(candidate.to_sdp()))
+        mine.start(net.now)
+    connected = ice.ConnectionState.CONNECTED
+    net.run(until=5.0, stop=lambda: a.state is connected and b.state is connected)
+    assert a.state is connected and b.state is connected
+    return a, b
+
+
+def test_consent_checks_keep_an_idle_connection_alive() -> None:
+    net = Network(seed=3, trace=True)
+    a, b = _connected_pair(net)
+    start = net.now
+    net.run(until=start + 120.0)
+    assert a.state is ice.ConnectionState.CONNECTED
+    assert b.state is ice.ConnectionState.CONNECTED
+    for agent in (a, b):
+        sent = agent.stats.consent_checks_sent
+        assert 120 / 6 <= sent <= 120 / 4 + 1  # one every 5 s x uniform(0.8, 1.2)
+
+
+def test_consent_intervals_are_jittered_and_never_under_four_seconds() -> None:
+    net = Network(seed=4)
+    a, _ = _connected_pair(net)
+    sent_at: list[float] = []
+
+    def note_sends() -> bool:
+        while len(sent_at) < a.stats.consent_checks_sent:
+            sent_at.append(net.now)
+        return False
+
+    net.run(until=net.now + 200.0, stop=note_sends)
+    gaps = [later - earlier for earlier, later in itertools.pairwise(sent_at)]
+    assert gaps and min(gaps) >= 4.0 and max(gaps) <= 6.0 + 1e-9
+    assert len({round(g, 3) for g in gaps}) > 1
+
+
+def test_consent_expires_exactly_consent_timeout_after_the_last_answered_check() -> None:
+    net = Network(seed=5, trace=True)
+    a, b = _connected_pair(net, consent_timeout=30.0)
+    blocked_from = net.now + 10.0
+    b_base = b.selected[1].base
+    net.drop_if = lambda p: net.now >= blocked_from and p.src == b_base
+    failed_at: list[float] = []
+
+    def a_failed() -> bool:
+        if a.state is ice.ConnectionState.FAILED and not failed_at:
+            failed_at.append(net.now)
+        return bool(failed_at)
+
+    net.run(until=net.now + 100.0, stop=a_failed)
+    assert failed_at, "consent never expired"
+    answered = [
+        r.time
+        for r in net.log
+        if r.src == a.selected[1].base and r.time < blocked_from and r.fate == "delivered"
+    ]
+    assert a.error is not None and "consent" in str(a.error)
+    # The last check A sent before the peer went silent was answered; consent ends 30 s
+    # after that check left, not after the answer arrived.
+    last_sent_answered = max(answered) - net.internet.latency  # the log has arrival times
+    assert failed_at[0] == pytest.approx(last_sent_answered + 30.0, abs=1e-9)
+
+
+@pytest.mark.parametrize(("one_way", "holds"), [(8.0, True), (11.0, True), (16.0, False)])
+def test_late_answers_count_within_the_consent_timeout(one_way: float, holds: bool) -> None:
+    """Answers that arrive after the next consent check was sent still count, as long as
+    the check they answer left less than 30 s ago (aioice drops them after 0.5 s)."""
+    net = Network(seed=6)
+    a, b = _connected_pair(net)
+    net.internet = Link(latency=one_way)
+    net.run(until=net.now + 120.0)
+    state = ice.ConnectionState.CONNECTED if holds else ice.ConnectionState.FAILED
+    assert a.state is state and b.state is state
+
+
+def test_unauthenticated_answers_do_not_extend_consent() -> None:
+    net = Network(seed=7)
+    a, b = _connected_pair(net)
+    pair = a.selected[1]
+    silent = b.selected[1].base
+    net.drop_if = lambda packet: packet.src == silent
+    net.run(until=net.now + 6.5)  # at least one consent check is out, unanswered
+    open_checks = list(a._consent)  # white-box: the ids of consent checks in flight
+    assert open_checks
+    for transaction_id in open_checks:
+        forged = Message(Method.BINDING, Class.SUCCESS, transaction_id).encode(b"wrong key")
+        a.handle_datagram(net.now, forged, local=pair.key[0], remote=pair.key[1])
+    assert a.stats.dropped_unauthenticated == len(open_checks)
+    assert set(a._consent) == set(open_checks)
