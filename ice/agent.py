@@ -13,10 +13,10 @@ process-wide rule is on, 5 ms after anyone's - and ``poll_timeout`` names that i
 
 from __future__ import annotations
 
+import base64
 import heapq
 import random
 import re
-from collections import deque
 from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
@@ -73,10 +73,10 @@ PRFLX_PREFERENCE = 110
 Nomination = Literal["regular", "aggressive"]
 
 _ICE_CHARS = re.compile(r"[A-Za-z0-9+/]+")
-_UFRAG_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
-_UFRAG_LENGTH = 8  # 48 random bits (at least 24 required)
-_PWD_LENGTH = 24  # 144 random bits (at least 128 required)
+_UFRAG_BYTES = 6  # 48 random bits, 8 ice-chars (at least 24 bits required)
+_PWD_BYTES = 18  # 144 random bits, 24 ice-chars (at least 128 bits required)
 _COOKIE = MAGIC_COOKIE.to_bytes(4, "big")
+_SYSTEM_RANDOM = random.SystemRandom()  # one for all agents: each instance costs 2.5 KiB
 
 _BINDING = Method.BINDING
 _REQUEST = Class.REQUEST
@@ -149,6 +149,11 @@ class _Check:
         self.cancelled = False
 
 
+def _random_ice_chars(rng: random.Random, size: int) -> str:
+    """``size`` random bytes as ice-chars: base64's alphabet is exactly A-Z a-z 0-9 + /."""
+    return base64.b64encode(rng.randbytes(size)).decode("ascii")
+
+
 def _check_credential(value: str, what: str, low: int) -> str:
     if not (low <= len(value) <= 256) or not _ICE_CHARS.fullmatch(value):
         raise IceError(f"{what} must be {low} to 256 ice-chars (A-Z a-z 0-9 + /), got {value!r}")
@@ -179,6 +184,57 @@ class Agent:
     :class:`~ice.ConnectionFailed`.
     """
 
+    __slots__ = (
+        "_checking",
+        "_checks",
+        "_consent",
+        "_consent_due",
+        "_consent_until",
+        "_deadline",
+        "_events",
+        "_first_valid_at",
+        "_local_by_address",
+        "_local_by_base",
+        "_local_key",
+        "_negotiate_ta",
+        "_next_slot",
+        "_nominating",
+        "_pacer",
+        "_pair_checks",
+        "_prflx_count",
+        "_remote_by_address",
+        "_remote_key",
+        "_rng",
+        "_started_at",
+        "_succeeded_foundations",
+        "_timer_seq",
+        "_timers",
+        "_transmits",
+        "_username",
+        "aggressive",
+        "checklist",
+        "components",
+        "consent_timeout",
+        "controlling",
+        "error",
+        "ice_timeout",
+        "local_candidates",
+        "local_pwd",
+        "local_ufrag",
+        "nomination_wait",
+        "proposed_ta",
+        "remote_candidates",
+        "remote_end_of_candidates",
+        "remote_pwd",
+        "remote_ufrag",
+        "selected",
+        "state",
+        "stats",
+        "ta",
+        "tie_breaker",
+        "valid_pairs",
+    )
+
     def __init__(
         self,
         controlling: bool,
@@ -207,7 +263,7 @@ class Agent:
             raise ValueError(
                 "ice_timeout and consent_timeout must be positive, nomination_wait not negative"
             )
-        self._rng = rng if rng is not None else random.SystemRandom()
+        self._rng = rng if rng is not None else _SYSTEM_RANDOM
         rng = self._rng
         self.controlling = controlling
         self.components = components
@@ -221,9 +277,9 @@ class Agent:
         self.consent_timeout = consent_timeout
         self.tie_breaker = tie_breaker if tie_breaker is not None else rng.getrandbits(64)
         if local_ufrag is None:
-            local_ufrag = "".join(rng.choice(_UFRAG_ALPHABET) for _ in range(_UFRAG_LENGTH))
+            local_ufrag = _random_ice_chars(rng, _UFRAG_BYTES)
         if local_pwd is None:
-            local_pwd = "".join(rng.choice(_UFRAG_ALPHABET) for _ in range(_PWD_LENGTH))
+            local_pwd = _random_ice_chars(rng, _PWD_BYTES)
         self.local_ufrag = _check_credential(local_ufrag, "the ufrag", 4)
         self.local_pwd = _check_credential(local_pwd, "the pwd", 22)
         self._local_key = short_term_key(local_pwd)
@@ -265,7 +321,7 @@ class Agent:
         self._checking = False
         self._next_slot = float("-inf")
         self._transmits: list[Transmit] = []
-        self._events: deque[Event] = deque()
+        self._events: list[Event] = []  # a list: a deque costs 600 bytes per agent
 
     # -- configuration ---------------------------------------------------------------------
 
@@ -420,7 +476,7 @@ class Agent:
 
     def poll_event(self) -> Event | None:
         """The next event, or None."""
-        return self._events.popleft() if self._events else None
+        return self._events.pop(0) if self._events else None
 
     # -- datagrams -------------------------------------------------------------------------
 

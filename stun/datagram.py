@@ -51,7 +51,7 @@ class DatagramSocket:
         self._remote = remote
         self._on_datagram = on_datagram
         self._on_error = on_error
-        self._backlog: deque[tuple[bytes, Address | None]] = deque()
+        self._backlog: deque[tuple[bytes, Address | None]] | None = None  # made when needed
         self._backlog_bytes = 0
         self._closing = False
         self.dropped_writes = 0
@@ -108,6 +108,8 @@ class DatagramSocket:
         if self._backlog_bytes + len(data) > WRITE_BACKLOG:
             self.dropped_writes += 1
             return
+        if self._backlog is None:
+            self._backlog = deque()
         if not self._backlog:
             self._loop.add_writer(self._fd, self._write_ready)
         self._backlog.append((data, address))
@@ -115,7 +117,7 @@ class DatagramSocket:
 
     def _write_ready(self) -> None:
         backlog = self._backlog
-        while backlog:
+        while backlog:  # not None: the writer is only added with data queued
             data, address = backlog[0]
             try:
                 if address is None:
