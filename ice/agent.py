@@ -20,10 +20,10 @@ import re
 from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
-from stun.attributes import MAGIC_COOKIE, Attr
+from stun.attributes import MAGIC_COOKIE, Attr, encode_attribute
 from stun.auth import short_term_key
 from stun.errors import ErrorResponse, ParseError
-from stun.message import Class, Message, Method, decode
+from stun.message import Class, Message, Method, decode, encode_body
 from stun.transaction import ClientTransaction
 
 from .candidate import (
@@ -185,6 +185,7 @@ class Agent:
     """
 
     __slots__ = (
+        "_bodies",
         "_checking",
         "_checks",
         "_consent",
@@ -287,6 +288,7 @@ class Agent:
         self.remote_pwd: str | None = None
         self._remote_key: bytes | None = None
         self._username = ""
+        self._bodies: dict[tuple[int, bool, bool], bytes] = {}
 
         self.local_candidates: list[Candidate] = []
         self.remote_candidates: list[Candidate] = []
@@ -332,6 +334,7 @@ class Agent:
         self.remote_pwd = _check_credential(pwd, "the remote pwd", 22)
         self._remote_key = short_term_key(pwd)
         self._username = f"{ufrag}:{self.local_ufrag}"
+        self._bodies.clear()
         if ta is not None and ta <= 0:
             raise ValueError("the peer's ta must be positive")
         if self._negotiate_ta:
@@ -564,9 +567,15 @@ class Agent:
                     self._reply_error(message, local, remote, 487, "Role Conflict")
                     return
                 self._switch_role(True)
-        response = Message(
-            _BINDING, _SUCCESS, message.transaction_id, [(_XOR_MAPPED, remote)]
-        ).encode(self._local_key, fingerprint=True)
+        transaction_id = message.transaction_id
+        response = encode_body(
+            _BINDING,
+            _SUCCESS,
+            transaction_id,
+            encode_attribute(_XOR_MAPPED, remote, transaction_id),
+            self._local_key,
+            True,
+        )
         self._transmits.append(Transmit(response, local, remote))
         stats.responses_sent += 1
         if self.state is ConnectionState.CLOSED or self.state is ConnectionState.FAILED:
@@ -947,17 +956,25 @@ class Agent:
         self._transmits.append(Transmit(data, pair.key[0], pair.key[1]))
 
     def _request(self, transaction_id: bytes, pair: CandidatePair, use_candidate: bool) -> bytes:
-        """A signed, fingerprinted Binding request for ``pair`` (RFC 8445 section 7.1)."""
-        attributes: list[tuple[int, object]] = [
-            (_USERNAME, self._username),
-            (_PRIORITY, (PRFLX_PREFERENCE << 24) | (pair.local.priority & 0xFFFFFF)),
-            (_CONTROLLING if self.controlling else _CONTROLLED, self.tie_breaker),
-        ]
-        if use_candidate:
-            attributes.append((_USE_CANDIDATE, True))
-        return Message(_BINDING, _REQUEST, transaction_id, attributes).encode(
-            self._remote_key, fingerprint=True
-        )
+        """A signed, fingerprinted Binding request for ``pair`` (RFC 8445 section 7.1).
+
+        Its attributes differ only by priority, role and USE-CANDIDATE, so each variant
+        is encoded once and then only signed afresh.
+        """
+        priority = (PRFLX_PREFERENCE << 24) | (pair.local.priority & 0xFFFFFF)
+        variant = (priority, self.controlling, use_candidate)
+        body = self._bodies.get(variant)
+        if body is None:
+            role = _CONTROLLING if self.controlling else _CONTROLLED
+            body = (
+                encode_attribute(_USERNAME, self._username, transaction_id)
+                + encode_attribute(_PRIORITY, priority, transaction_id)
+                + encode_attribute(role, self.tie_breaker, transaction_id)
+            )
+            if use_candidate:
+                body += encode_attribute(_USE_CANDIDATE, True, transaction_id)
+            self._bodies[variant] = body
+        return encode_body(_BINDING, _REQUEST, transaction_id, body, self._remote_key, True)
 
     def _arm(self, check: _Check) -> None:
         wake = check.transaction.poll_timeout()

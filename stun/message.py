@@ -281,37 +281,14 @@ class Message:
         Integrity and fingerprint attributes in the attribute list are recomputed, never
         copied.
         """
-        if sha256 and not (16 <= sha256_length <= 32 and sha256_length % 4 == 0):
-            raise ValueError("sha256_length must be 16, 20, 24, 28 or 32")
         tid = self.transaction_id
-        try:
-            mtype = _TYPES[self.method, self.cls]
-        except KeyError:  # a method this module does not name
-            mtype = message_type(self.method, self.cls)
         items = self._items if self._items is not None else self._all_items()
         body = _memoised(items)
         if body is None:
             body = _encode_items(items, tid)
-        length = len(body)
-        if length + _MAX_TRAILERS > _MAX_LENGTH:
-            _check_room(length, integrity_key is not None, sha256, sha256_length, fingerprint)
-        # Built as bytes, the header packed afresh for each length field the MAC and the
-        # CRC cover: quicker in CPython than patching a bytearray and copying it out.
-        if integrity_key is not None:
-            if sha256:
-                length += 4 + sha256_length
-                header = _FULL_HEADER.pack(mtype, length, MAGIC_COOKIE, tid)
-                mac = hmac_sha256(integrity_key, header + body)[:sha256_length]
-                body += _ATTR_HEADER.pack(_MI256, sha256_length) + mac
-            else:
-                length += 24
-                header = _FULL_HEADER.pack(mtype, length, MAGIC_COOKIE, tid)
-                body += _MI_HEADER + hmac_sha1(integrity_key, header + body)
-        if fingerprint:
-            length += 8
-            message = _FULL_HEADER.pack(mtype, length, MAGIC_COOKIE, tid) + body
-            return message + _FINGERPRINT_ATTR.pack(_FP, 4, crc32(message) ^ FINGERPRINT_XOR)
-        return _FULL_HEADER.pack(mtype, length, MAGIC_COOKIE, tid) + body
+        return encode_body(
+            self.method, self.cls, tid, body, integrity_key, fingerprint, sha256, sha256_length
+        )
 
     # -- plumbing --------------------------------------------------------------------------
 
@@ -338,6 +315,52 @@ class Message:
         method = self.method.name if isinstance(self.method, Method) else f"0x{self.method:03x}"
         attrs = ", ".join(f"{attribute_name(t)}={v!r}" for t, v in self.attributes)
         return f"<Message {method} {self.cls.name} {self.transaction_id.hex()} [{attrs}]>"
+
+
+
+def encode_body(
+    method: int,
+    cls: int,
+    transaction_id: bytes,
+    body: bytes,
+    integrity_key: bytes | None = None,
+    fingerprint: bool = False,
+    sha256: bool = False,
+    sha256_length: int = 32,
+) -> bytes:
+    """A message from its already encoded attributes ``body`` (each padded, without
+    integrity or fingerprint), signed and fingerprinted as :meth:`Message.encode` does.
+
+    For hot paths that send the same attributes again and again (ICE checks): encode the
+    body once, then pay only for the header, the MAC and the CRC per message.
+    """
+    if sha256 and not (16 <= sha256_length <= 32 and sha256_length % 4 == 0):
+        raise ValueError("sha256_length must be 16, 20, 24, 28 or 32")
+    tid = transaction_id
+    try:
+        mtype = _TYPES[method, cls]
+    except KeyError:  # a method this module does not name
+        mtype = message_type(method, cls)
+    length = len(body)
+    if length + _MAX_TRAILERS > _MAX_LENGTH:
+        _check_room(length, integrity_key is not None, sha256, sha256_length, fingerprint)
+    # Built as bytes, the header packed afresh for each length field the MAC and the
+    # CRC cover: quicker in CPython than patching a bytearray and copying it out.
+    if integrity_key is not None:
+        if sha256:
+            length += 4 + sha256_length
+            header = _FULL_HEADER.pack(mtype, length, MAGIC_COOKIE, tid)
+            mac = hmac_sha256(integrity_key, header + body)[:sha256_length]
+            body += _ATTR_HEADER.pack(_MI256, sha256_length) + mac
+        else:
+            length += 24
+            header = _FULL_HEADER.pack(mtype, length, MAGIC_COOKIE, tid)
+            body += _MI_HEADER + hmac_sha1(integrity_key, header + body)
+    if fingerprint:
+        length += 8
+        message = _FULL_HEADER.pack(mtype, length, MAGIC_COOKIE, tid) + body
+        return message + _FINGERPRINT_ATTR.pack(_FP, 4, crc32(message) ^ FINGERPRINT_XOR)
+    return _FULL_HEADER.pack(mtype, length, MAGIC_COOKIE, tid) + body
 
 
 def _rebuild(method: int, cls: Class, transaction_id: bytes, items: Items) -> Message:
