@@ -824,11 +824,30 @@ class Agent:
         if self.state is not ConnectionState.CHECKING:
             return
         self._checking = False
-        for check in self._checks.values():
+        unverified = {}
+        for check in list(self._checks.values()):
             check.transaction.cancel(ErrorResponse(0, "ICE timeout"))
+            self._forget(check)
+            if check.transaction.discarded:
+                unverified[check.pair.key] = check.transaction.discarded
+        for pair in list(self.checklist.pairs.values()):
+            state = pair.state
+            if state is IN_PROGRESS:
+                count = unverified.get(pair.key)
+                why_pair = (
+                    f"no answer to {pair.requests_sent} requests within the ICE timeout"
+                    if count is None
+                    else f"{count} answers failed their integrity check (wrong password?)"
+                )
+            elif state is WAITING or state is FROZEN:
+                why_pair = "not checked before the ICE timeout"
+            else:
+                continue
+            pair.failure = why_pair
+            self._set_pair_state(pair, FAILED, why_pair)
         missing = [c for c in range(1, self.components + 1) if c not in self.selected]
-        valid = bool(self.valid_pairs)
-        why = "no valid pair" if not valid else "no nominated pair"
+        valid = {pair.component for pair in self.valid_pairs.values()}
+        why = "no nominated pair" if all(c in valid for c in missing) else "no valid pair"
         names = ", ".join(map(str, missing))
         reports = sorted(self.checklist.pairs.values(), key=lambda p: -p.priority)
         self.error = ConnectionFailed(

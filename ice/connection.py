@@ -3,7 +3,10 @@
 Every datagram arriving on a host socket or a TURN allocation is sorted in one place:
 answers to our own gathering requests, then STUN (first byte 0-3, a matching length and
 the magic cookie) for the agent, then application data - delivered only when it comes
-over a valid pair, so that nothing else can inject data into the connection.
+over a valid pair, or from a remote address whose checks to that base authenticated
+with our password (the peer may send as soon as the pair is valid on its side, RFC 8445
+section 12.1, before our own check of it succeeded), so that nothing else can inject
+data into the connection.
 """
 
 from __future__ import annotations
@@ -71,8 +74,10 @@ class Connection:
     ``stun_servers`` are ``stun:`` URIs (or ``host:port``) for server-reflexive
     candidates, ``turn_servers`` :class:`TurnServer` entries for relayed ones. Host
     candidates come from every usable interface address (``include_loopback`` adds
-    127.0.0.1 and ::1, ``address_filter`` narrows the choice). ``ta``, ``nomination``,
-    ``global_pacing`` and ``ice_timeout`` are the :class:`~ice.agent.Agent`'s settings;
+    127.0.0.1 and ::1, ``address_filter`` narrows the choice); ``relay_only`` gathers
+    relayed candidates only, so that the peer learns no local or reflexive address.
+    ``ta``, ``nomination``, ``global_pacing`` and ``ice_timeout`` are the
+    :class:`~ice.agent.Agent`'s settings;
     ``ta`` is proposed to the peer, which signals its own in :meth:`set_remote_credentials`.
     """
 
@@ -89,6 +94,7 @@ class Connection:
         include_link_local: bool = False,
         address_filter: Callable[[HostAddress], bool] | None = None,
         port_range: tuple[int, int] | None = None,
+        relay_only: bool = False,
         ta: float = DEFAULT_TA,
         negotiate_ta: bool = True,
         nomination: Nomination = "regular",
@@ -111,6 +117,9 @@ class Connection:
             "address_filter": address_filter,
         }
         self._port_range = port_range
+        if relay_only and not turn_servers:
+            raise ValueError("relay_only needs at least one TURN server")
+        self._relay_only = relay_only
         if gather_timeout <= 0:
             raise ValueError("gather_timeout must be positive")
         self._gather_timeout = gather_timeout
@@ -140,7 +149,9 @@ class Connection:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._connected: asyncio.Future[CandidatePair] | None = None
         self._received: dict[int, deque[bytes]] = {c: deque() for c in range(1, components + 1)}
-        self._readers: dict[int, asyncio.Future[None]] = {}
+        self._readers: dict[int, list[asyncio.Future[None]]] = {
+            c: [] for c in range(1, components + 1)
+        }
         self._closed = False
         self.failures: list[ServerFailure] = []
         """STUN and TURN servers that gave no candidate, and why."""
@@ -175,7 +186,8 @@ class Connection:
 
     async def gather(self) -> AsyncIterator[Candidate]:
         """Yield each local candidate the moment it exists (trickle ICE); ends when every
-        server has answered or timed out."""
+        server has answered or timed out. Raises :class:`~ice.IceError` when gathering
+        could not start (no usable interface address)."""
         self._start_gathering()
         seen = 0
         while True:
@@ -183,14 +195,24 @@ class Connection:
                 seen += 1
                 yield self._gathered[seen - 1]
             if self._gather_done:
-                return
+                break
             waiter = asyncio.get_running_loop().create_future()
             self._gather_waiters.append(waiter)
             await waiter
+        error = self._gathering_error()
+        if error is not None:
+            raise error
 
     async def gather_all(self) -> list[Candidate]:
         """Gather every candidate and return them."""
         return [candidate async for candidate in self.gather()]
+
+    def _gathering_error(self) -> BaseException | None:
+        """What ended gathering early (such as no usable interface address), if anything."""
+        task = self._gathering
+        if task is None or not task.done() or task.cancelled():
+            return None
+        return task.exception()
 
     def _start_gathering(self) -> None:
         if self._closed:
@@ -203,9 +225,10 @@ class Connection:
 
     async def _gather(self) -> None:
         try:
-            self._open_hosts()
-            jobs = [self._reflexive(server) for server in self._stun_servers]
-            jobs += [self._relayed(server) for server in self._turn_servers]
+            jobs = [self._relayed(server) for server in self._turn_servers]
+            if not self._relay_only:
+                self._open_hosts()
+                jobs += [self._reflexive(server) for server in self._stun_servers]
             await asyncio.gather(*jobs)
         finally:
             self._gather_done = True
@@ -407,13 +430,17 @@ class Connection:
         self._start_gathering()
         assert self._loop is not None
         if self._connected is None:
-            self._connected = self._loop.create_future()
-            while not self._hosts and not self._gather_done:
+            self._connected = connected = self._loop.create_future()
+            while not self._gathered and not self._gather_done:
                 waiter = self._loop.create_future()
                 self._gather_waiters.append(waiter)
                 await waiter
-            self.agent.start(self._time())
-            self._service()
+            error = self._gathering_error()
+            if error is not None:
+                connected.set_exception(error)
+            elif not self._closed:  # closed meanwhile: close() fails ``connected``
+                self.agent.start(self._time())
+                self._service()
         return await asyncio.shield(self._connected)
 
     def selected_pair(self, component: int = 1) -> CandidatePair | None:
@@ -428,10 +455,10 @@ class Connection:
 
     def send_nowait(self, data: bytes, component: int = 1) -> None:
         """:meth:`send` without the coroutine."""
+        if self._closed:
+            raise ConnectionClosed("the connection is closed")
         pair = self.agent.selected.get(component)
         if pair is None:
-            if self._closed:
-                raise ConnectionClosed("the connection is closed")
             raise IceError(f"component {component} has no selected pair yet (await connect())")
         base, remote = pair.key
         host = self._hosts.get(base)
@@ -444,16 +471,17 @@ class Connection:
     async def recv(self, component: int = 1) -> bytes:
         """The next datagram the peer sent on ``component`` (over a valid pair)."""
         queue = self._received[component]
+        readers = self._readers[component]
         while not queue:
             if self._closed:
                 raise ConnectionClosed("the connection is closed")
-            assert self._loop is not None
-            reader = self._loop.create_future()
-            self._readers[component] = reader
+            reader = asyncio.get_running_loop().create_future()
+            readers.append(reader)  # every waiting recv() is woken; one gets the datagram
             try:
                 await reader
             finally:
-                self._readers.pop(component, None)
+                if reader in readers:  # cancelled while waiting (a woken one is off)
+                    readers.remove(reader)
         return queue.popleft()
 
     def _received_datagram(self, data: bytes, base: Address, source: Address) -> None:
@@ -462,19 +490,29 @@ class Connection:
             agent.handle_datagram(self._time(), data, base, source)
             self._service()
             return
-        pair = agent.valid_pairs.get((base, source))
+        key = (base, source)
+        pair = agent.valid_pairs.get(key)
         if pair is None:
-            self.dropped_data += 1
-            return
+            pair = agent.checklist.pairs.get(key)
+            if pair is None or not pair.requests_received:
+                self.dropped_data += 1
+                return
         pair.bytes_received += len(data)
         queue = self._received[pair.component]
         if len(queue) >= RECEIVE_QUEUE:
             self.dropped_data += 1
             return
         queue.append(data)
-        reader = self._readers.get(pair.component)
-        if reader is not None and not reader.done():
-            reader.set_result(None)
+        readers = self._readers[pair.component]
+        if readers:
+            self._wake(readers)
+
+    @staticmethod
+    def _wake(readers: list[asyncio.Future[None]]) -> None:
+        for reader in readers:
+            if not reader.done():
+                reader.set_result(None)
+        readers.clear()
 
     # -- the agent's clock and output ------------------------------------------------------
 
@@ -541,13 +579,15 @@ class Connection:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        for reader in self._readers.values():
-            if not reader.done():
-                reader.set_result(None)
+        for readers in self._readers.values():
+            self._wake(readers)
         if self._gathering is not None and not self._gathering.done():
             self._gathering.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._gathering
+        # A task cancelled before its first step never runs _gather's ``finally``.
+        self._gather_done = True
+        self._wake_gatherers()
         for task in list(self._tasks):
             task.cancel()
         for host in self._hosts.values():

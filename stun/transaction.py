@@ -99,6 +99,11 @@ class ClientTransaction:
         self.transmissions = 1
 
     @property
+    def discarded(self) -> int:
+        """Responses dropped because they failed the integrity check."""
+        return self._discarded
+
+    @property
     def deadline(self) -> float:
         """When the transaction fails if nothing usable has arrived."""
         return self._deadline
