@@ -66,8 +66,11 @@ CONSENT_INTERVAL = 5.0
 CONSENT_MIN_INTERVAL = 4.0
 DEFAULT_CONSENT_TIMEOUT = 30.0
 DEFAULT_NOMINATION_WAIT = 1.0
-EARLY_REMOTE_LIMIT = 32
-"""Peer-reflexive remote candidates learned before the remote credentials are known."""
+PEER_REFLEXIVE_LIMIT = 32
+"""Peer-reflexive remote candidates learned at most (also before the remote credentials
+are known): behind NATs that map every check to a new port and let the peer's new ports
+in, each check would otherwise teach the other side a new candidate and a triggered
+check, forever, starving the ordinary checks of every other pair."""
 PRFLX_PREFERENCE = 110
 
 Nomination = Literal["regular", "aggressive"]
@@ -610,7 +613,7 @@ class Agent:
         component = local.component
         candidate = self._remote_by_address.get((component, remote))
         if candidate is None:
-            if self._remote_key is None and self._prflx_count >= EARLY_REMOTE_LIMIT:
+            if self._prflx_count >= PEER_REFLEXIVE_LIMIT:
                 return None
             self._prflx_count += 1
             candidate = Candidate(
@@ -781,11 +784,17 @@ class Agent:
             self._set_state(ConnectionState.CONNECTED)
 
     def _nomination_due(self) -> float | None:
-        """When the regular-nomination wait of some component ends, if one is running."""
+        """When the regular-nomination wait of some component ends, if one is running
+        and the component still has a valid pair to nominate."""
         due = None
         for component, first in self._first_valid_at.items():
             if component in self._nominating or component in self.selected:
                 continue
+            if not any(
+                pair.component == component and pair.state is SUCCEEDED and pair.valid
+                for pair in self.checklist.pairs.values()
+            ):
+                continue  # nothing to nominate (yet): no point in waking up for it
             wake = first + self.nomination_wait
             if due is None or wake < due:
                 due = wake

@@ -229,26 +229,20 @@ def test_connect_time_is_exact(nomination: Nomination, latency: float) -> None:
     assert b.when(ConnectionState.CONNECTED) == pytest.approx(1.0 + b_at, abs=1e-9)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "busy loop: the only valid pair fails while being nominated (ICMP reported through "
-        "handle_unreachable; an error answer does the same); afterwards "
-        "Agent.poll_timeout returns first-valid + nomination_wait (1.01 s) forever once "
-        "that instant has passed, because _nomination_due() does not check that a "
-        "Succeeded pair is left to nominate: the shell is woken at once, again and again "
-        "(EventLimitExceeded at t=1.01 s) instead of at the ICE timeout (RFC 8445 8.1.1 "
-        "nominates valid pairs only)"
-    ),
-)
-def test_a_nomination_that_fails_leaves_the_agent_waiting_for_the_ice_timeout() -> None:
+def test_a_nomination_that_fails_leaves_the_agent_idle_until_the_peer_checks_again() -> None:
+    """The only valid pair fails while being nominated (an ICMP error, reported through
+    handle_unreachable): A has nothing to nominate and must not spin on its nomination
+    wait. B, nominated meanwhile, sends its first consent check 4-6 s later; that check
+    triggers a check of the failed pair (RFC 8445 7.3.1.4), which succeeds and is
+    nominated again."""
     world = World()
-    a, b = world.pair(PUBLIC, PUBLIC, ice_timeout=5.0)
+    a, b = world.pair(PUBLIC, PUBLIC, ice_timeout=10.0)
     world.start(a, b)
     world.net.run(until=0.051)  # A's pair is valid (10 ms) and its nomination left at 50 ms
     (nomination,) = [c for c in a.checks() if Attr.USE_CANDIDATE in c.message]
     a.agent.handle_unreachable(world.net.now, nomination.local, nomination.remote, "ICMP")
     world.run(a, limit=10.0, max_events=20_000)
-    assert a.state is ConnectionState.FAILED
-    assert a.when(ConnectionState.FAILED) == pytest.approx(5.0, abs=1e-9)
-    assert a.agent.error is not None and "ICMP" in str(a.agent.error)
+    assert b.when(ConnectionState.CONNECTED) is not None
+    assert a.state is ConnectionState.CONNECTED
+    connected_at = a.when(ConnectionState.CONNECTED)
+    assert connected_at is not None and 4.0 <= connected_at <= 6.1

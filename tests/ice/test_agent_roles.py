@@ -170,17 +170,8 @@ def test_role_conflict_with_aggressive_nomination_on_both_sides() -> None:
     assert b.selected is not None and b.selected.nominated
 
 
-SPIN = (
-    "busy loop: with equal tie-breakers the roles flip on every check (RFC 8445 7.3.1.1 "
-    "compares with >=, harmless), and once the controlling agent's pair went back to "
-    "Waiting on a 487, Agent.poll_timeout keeps returning first-valid + nomination_wait "
-    "(1.06 s) after that instant has passed: _nomination_due() ignores that there is no "
-    "Succeeded pair to nominate, handle_timeout does nothing, and the shell is woken again "
-    "at once, forever (EventLimitExceeded at t=1.155 s)"
-)
 
 
-@pytest.mark.xfail(strict=True, reason=SPIN)
 @pytest.mark.parametrize("controlling", [True, False], ids=["both-controlling", "both-controlled"])
 def test_equal_tie_breakers_end_without_spinning(controlling: bool) -> None:
     """Equal 64-bit tie-breakers (never by chance, possible when configured): whatever the

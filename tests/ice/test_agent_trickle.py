@@ -68,7 +68,7 @@ def test_checks_arriving_before_the_agent_has_credentials_or_started(
 
 def test_at_most_32_peer_reflexive_candidates_before_the_credentials() -> None:
     """Checks from 40 addresses before A knows who its peer is: all answered, only 32
-    remembered (EARLY_REMOTE_LIMIT); the connection works once A knows B."""
+    remembered (PEER_REFLEXIVE_LIMIT); the connection works once A knows B."""
     world = World()
     net = world.net
     a = world.peer(PUBLIC, True, name="A")
