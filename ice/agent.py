@@ -67,10 +67,10 @@ CONSENT_MIN_INTERVAL = 4.0
 DEFAULT_CONSENT_TIMEOUT = 30.0
 DEFAULT_NOMINATION_WAIT = 1.0
 PEER_REFLEXIVE_LIMIT = 32
-"""Peer-reflexive remote candidates learned at most (also before the remote credentials
-are known): behind NATs that map every check to a new port and let the peer's new ports
-in, each check would otherwise teach the other side a new candidate and a triggered
-check, forever, starving the ordinary checks of every other pair."""
+"""Peer-reflexive remote candidates learned at most per local base (also before the
+remote credentials are known): behind NATs that map every check to a new port and let
+the peer's new ports in, each check would otherwise teach the other side a new candidate
+and a triggered check, forever, starving the ordinary checks of every other pair."""
 PRFLX_PREFERENCE = 110
 
 Nomination = Literal["regular", "aggressive"]
@@ -205,6 +205,7 @@ class Agent:
         "_nominating",
         "_pacer",
         "_pair_checks",
+        "_prflx_by_base",
         "_prflx_count",
         "_remote_by_address",
         "_remote_key",
@@ -299,6 +300,7 @@ class Agent:
         self._local_by_base: dict[Address, Candidate] = {}
         self._remote_by_address: dict[tuple[int, Address], Candidate] = {}
         self._prflx_count = 0
+        self._prflx_by_base: dict[Address, int] = {}
         self.remote_end_of_candidates = False
 
         self.checklist = CheckList(max_pairs)
@@ -613,8 +615,11 @@ class Agent:
         component = local.component
         candidate = self._remote_by_address.get((component, remote))
         if candidate is None:
-            if self._prflx_count >= PEER_REFLEXIVE_LIMIT:
+            base = local.base or local.address
+            learned = self._prflx_by_base.get(base, 0)
+            if learned >= PEER_REFLEXIVE_LIMIT:
                 return None
+            self._prflx_by_base[base] = learned + 1
             self._prflx_count += 1
             candidate = Candidate(
                 foundation=f"prflx{self._prflx_count}",
