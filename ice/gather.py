@@ -88,19 +88,7 @@ def reflexive_candidate(
     mapped: Address, base: Address, preference: int, component: int, server: str
 ) -> Candidate:
     """A server-reflexive candidate: ``mapped`` as a STUN server saw ``base``."""
-    kind = CandidateType.SRFLX
-    return Candidate(
-        foundation=make_foundation(kind, base[0], "udp", server),
-        component=component,
-        protocol="udp",
-        priority=candidate_priority(kind, preference, component),
-        host=mapped[0],
-        port=mapped[1],
-        type=kind,
-        related_address=base,
-        base=base,
-        server=server,
-    )
+    return _server_candidate(CandidateType.SRFLX, mapped, base, base, preference, component, server)
 
 
 def relayed_candidate(
@@ -108,16 +96,29 @@ def relayed_candidate(
 ) -> Candidate:
     """A relayed candidate on a TURN allocation (its own base; ``mapped`` is where the
     server saw our client socket)."""
-    kind = CandidateType.RELAY
+    return _server_candidate(
+        CandidateType.RELAY, relayed, mapped, relayed, preference, component, server
+    )
+
+
+def _server_candidate(
+    kind: CandidateType,
+    address: Address,
+    related: Address,
+    base: Address,
+    preference: int,
+    component: int,
+    server: str,
+) -> Candidate:
     return Candidate(
-        foundation=make_foundation(kind, relayed[0], "udp", server),
+        foundation=make_foundation(kind, base[0], "udp", server),
         component=component,
         protocol="udp",
         priority=candidate_priority(kind, preference, component),
-        host=relayed[0],
-        port=relayed[1],
+        host=address[0],
+        port=address[1],
         type=kind,
-        related_address=mapped,
-        base=relayed,
+        related_address=related,
+        base=base,
         server=server,
     )
