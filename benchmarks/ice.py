@@ -252,6 +252,22 @@ async def _aioice_introduce(conn: aioice.Connection, peer: aioice.Connection) ->
 Gather = Callable[[aioice.Connection], Awaitable[None]]
 
 
+Session = Callable[[], Awaitable[tuple[float, float]]]
+
+
+async def _alternate(
+    ours: Session, theirs: Session, runs: int
+) -> dict[str, list[tuple[float, float]]]:
+    """One warm-up session each, then ``runs`` sessions of each side, taking turns."""
+    samples: dict[str, list[tuple[float, float]]] = {"icestack": [], "aioice": []}
+    await ours()
+    await theirs()
+    for _ in range(runs):
+        samples["icestack"].append(await ours())
+        samples["aioice"].append(await theirs())
+    return samples
+
+
 async def _aioice_session(
     make: Callable[[], tuple[aioice.Connection, aioice.Connection]],
     gather_a: Gather,
@@ -401,13 +417,7 @@ async def _addresses_worker(side_a: list[str], side_b: list[str], runs: int) -> 
             _aioice_loopback_pair, _aioice_gather_on(side_a), _aioice_gather_on(side_b)
         )
 
-    samples: dict[str, list[tuple[float, float]]] = {"icestack": [], "aioice": []}
-    await ours()
-    await theirs()
-    for _ in range(runs):
-        samples["icestack"].append(await ours())
-        samples["aioice"].append(await theirs())
-    return samples
+    return await _alternate(ours, theirs, runs)
 
 
 def _addresses(counts: list[int], runs: dict[int, int]) -> dict[int, Any] | str:
@@ -509,13 +519,7 @@ async def _relay_sessions(server: tuple[str, int], runs: int) -> dict[str, Any]:
     async def theirs() -> tuple[float, float]:
         return await _aioice_session(aioice_pair, gather_relay, gather_loopback)
 
-    samples: dict[str, list[tuple[float, float]]] = {"icestack": [], "aioice": []}
-    await ours()
-    await theirs()
-    for _ in range(runs):
-        samples["icestack"].append(await ours())
-        samples["aioice"].append(await theirs())
-    return samples
+    return await _alternate(ours, theirs, runs)
 
 
 def _relay(runs: int) -> dict[str, Any] | str:

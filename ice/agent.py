@@ -211,6 +211,7 @@ class Agent:
         "_remote_key",
         "_rng",
         "_started_at",
+        "_succeeded",
         "_succeeded_foundations",
         "_timer_seq",
         "_timers",
@@ -316,6 +317,7 @@ class Agent:
         self._timer_seq = 0
         self._nominating: dict[int, CandidatePair] = {}
         self._first_valid_at: dict[int, float] = {}
+        self._succeeded: dict[int, int] = {}  # per component: Succeeded pairs in the list
         self._consent: dict[bytes, tuple[CandidatePair, float]] = {}
         self._consent_due: dict[int, float] = {}
         self._consent_until: dict[int, float] = {}
@@ -445,7 +447,9 @@ class Agent:
         if self._consent_due:
             self._keep_consent(now)
         if self._checking:
-            self._consider_nomination(now)
+            due = self._nomination_due() if self.controlling and not self.aggressive else None
+            if due is not None and now >= due:
+                self._consider_nomination(now)
             self._pace(now)
 
     def poll_timeout(self) -> float | None:
@@ -749,8 +753,8 @@ class Agent:
             del self.valid_pairs[pair.key]
         if self._nominating.get(pair.component) is pair:
             del self._nominating[pair.component]
-            if self._checking:
-                self._consider_nomination(now)
+        if self._checking:
+            self._consider_nomination(now)  # a pending better pair may just have failed
 
     def _role_conflict(self, pair: CandidatePair, check: _Check) -> None:
         """A 487 answer (RFC 8445 section 7.2.5.1): switch away from the role the check
@@ -795,10 +799,7 @@ class Agent:
         for component, first in self._first_valid_at.items():
             if component in self._nominating or component in self.selected:
                 continue
-            if not any(
-                pair.component == component and pair.state is SUCCEEDED and pair.valid
-                for pair in self.checklist.pairs.values()
-            ):
+            if not self._succeeded.get(component):
                 continue  # nothing to nominate (yet): no point in waking up for it
             wake = first + self.nomination_wait
             if due is None or wake < due:
@@ -1028,6 +1029,12 @@ class Agent:
     ) -> None:
         old = self.checklist.set_state(pair, state)
         if old is not state:
+            succeeded = self._succeeded
+            component = pair.component
+            if old is SUCCEEDED:
+                succeeded[component] -= 1
+            elif state is SUCCEEDED:
+                succeeded[component] = succeeded.get(component, 0) + 1
             self._events.append(PairStateChanged(pair, old, state, reason))
 
     def _set_state(self, state: ConnectionState) -> None:

@@ -61,11 +61,13 @@ class _Host:
 
     __slots__ = ("address", "component", "preference", "socket")
 
-    def __init__(self, address: Address, component: int, preference: int) -> None:
+    def __init__(
+        self, address: Address, component: int, preference: int, sock: DatagramSocket
+    ) -> None:
         self.address = address
         self.component = component
         self.preference = preference
-        self.socket: DatagramSocket | None = None
+        self.socket = sock
 
 
 class Connection:
@@ -256,10 +258,8 @@ class Connection:
                 sock = bind_udp(address, port_range=self._port_range)
                 bound = sock.getsockname()
                 base: Address = (address.ip, int(bound[1]))
-                host = _Host(base, component, host_preference(address))
-                host.socket = DatagramSocket(
-                    sock, self._host_receiver(base), self._socket_error
-                )
+                receiver = DatagramSocket(sock, self._host_receiver(base), self._socket_error)
+                host = _Host(base, component, host_preference(address), receiver)
                 self._hosts[base] = host
                 self._emit(host_candidate(base, host.preference, component))
 
@@ -303,7 +303,7 @@ class Connection:
 
     async def _query(self, host: _Host, server: Address) -> Address | str:
         """One Binding request from a host socket; the mapped address or why not."""
-        assert self._loop is not None and host.socket is not None
+        assert self._loop is not None
         request = Message(Method.BINDING, Class.REQUEST).encode(fingerprint=True)
         now = self._time()
         transaction = ClientTransaction(
@@ -462,7 +462,7 @@ class Connection:
             raise IceError(f"component {component} has no selected pair yet (await connect())")
         base, remote = pair.key
         host = self._hosts.get(base)
-        if host is not None and host.socket is not None:
+        if host is not None:
             host.socket.sendto(data, remote)
         else:
             self._relays[base].sendto(data, remote)
@@ -529,15 +529,16 @@ class Connection:
                     self._permit(allocation, event.candidate)
         if self._loop is None or self._closed:
             return
+        # A timer already set for earlier stays: waking early costs one idle
+        # handle_timeout, re-arming on every datagram costs a handle and a cancel each.
         deadline = agent.poll_timeout()
-        if deadline == self._timer_at:
+        armed = self._timer_at
+        if deadline is None or (armed is not None and armed <= deadline):
             return
         if self._timer is not None:
             self._timer.cancel()
-            self._timer = None
         self._timer_at = deadline
-        if deadline is not None:
-            self._timer = self._loop.call_at(deadline, self._on_timer)
+        self._timer = self._loop.call_at(deadline, self._on_timer)
 
     def _on_timer(self) -> None:
         self._timer = None
@@ -548,8 +549,7 @@ class Connection:
     def _transmit(self, data: bytes, local: Address, remote: Address) -> None:
         host = self._hosts.get(local)
         if host is not None:
-            if host.socket is not None:
-                host.socket.sendto(data, remote)
+            host.socket.sendto(data, remote)
             return
         allocation = self._relays.get(local)
         if allocation is not None:
@@ -591,8 +591,7 @@ class Connection:
         for task in list(self._tasks):
             task.cancel()
         for host in self._hosts.values():
-            if host.socket is not None:
-                host.socket.close()
+            host.socket.close()
         relays = list(self._relays.values())
         self._relays.clear()
         await asyncio.gather(*(a.close() for a in relays), return_exceptions=True)

@@ -71,24 +71,14 @@ def host_preference(address: HostAddress) -> int:
 
 def host_candidate(address: Address, preference: int, component: int) -> Candidate:
     """A host candidate on a bound socket's address."""
-    kind = CandidateType.HOST
-    return Candidate(
-        foundation=make_foundation(kind, address[0], "udp"),
-        component=component,
-        protocol="udp",
-        priority=candidate_priority(kind, preference, component),
-        host=address[0],
-        port=address[1],
-        type=kind,
-        base=address,
-    )
+    return _candidate(CandidateType.HOST, address, None, address, preference, component, None)
 
 
 def reflexive_candidate(
     mapped: Address, base: Address, preference: int, component: int, server: str
 ) -> Candidate:
     """A server-reflexive candidate: ``mapped`` as a STUN server saw ``base``."""
-    return _server_candidate(CandidateType.SRFLX, mapped, base, base, preference, component, server)
+    return _candidate(CandidateType.SRFLX, mapped, base, base, preference, component, server)
 
 
 def relayed_candidate(
@@ -96,19 +86,17 @@ def relayed_candidate(
 ) -> Candidate:
     """A relayed candidate on a TURN allocation (its own base; ``mapped`` is where the
     server saw our client socket)."""
-    return _server_candidate(
-        CandidateType.RELAY, relayed, mapped, relayed, preference, component, server
-    )
+    return _candidate(CandidateType.RELAY, relayed, mapped, relayed, preference, component, server)
 
 
-def _server_candidate(
+def _candidate(
     kind: CandidateType,
     address: Address,
-    related: Address,
+    related: Address | None,
     base: Address,
     preference: int,
     component: int,
-    server: str,
+    server: str | None,
 ) -> Candidate:
     return Candidate(
         foundation=make_foundation(kind, base[0], "udp", server),
