@@ -495,7 +495,11 @@ class Agent:
     def handle_datagram(self, now: float, data: bytes, local: Address, remote: Address) -> None:
         """A STUN datagram that arrived on the local base ``local`` from ``remote``.
 
-        Anything malformed, unauthenticated or unexpected is dropped and counted.
+        Anything malformed, unauthenticated or unexpected is dropped and counted. Answers
+        go out at once; a check the datagram makes possible waits for the next
+        :meth:`handle_timeout`, which :meth:`poll_timeout` then reports due, so that every
+        datagram read in one go is seen before the next check is chosen (two agents that
+        check a pair at the same moment then need no second check of it).
         """
         if self.state is ConnectionState.CLOSED:
             return
@@ -516,9 +520,6 @@ class Agent:
             self._handle_response(now, message, local, remote)
         else:
             self.stats.indications_received += 1
-            return
-        if self._checking:
-            self._pace(now)
 
     def handle_unreachable(self, now: float, local: Address, remote: Address, reason: str) -> None:
         """The network reported ``remote`` unreachable from ``local`` (ICMP): the check in
@@ -528,8 +529,6 @@ class Agent:
             check.transaction.cancel(ErrorResponse(0, reason))
             self._forget(check)
             self._check_failed(now, check, reason)
-            if self._checking:
-                self._pace(now)
 
     def _handle_request(
         self, now: float, message: Message, local: Address, remote: Address
