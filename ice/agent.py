@@ -66,11 +66,13 @@ CONSENT_INTERVAL = 5.0
 CONSENT_MIN_INTERVAL = 4.0
 DEFAULT_CONSENT_TIMEOUT = 30.0
 DEFAULT_NOMINATION_WAIT = 1.0
-PEER_REFLEXIVE_LIMIT = 32
+PEER_REFLEXIVE_LIMIT = 8
 """Peer-reflexive remote candidates learned at most per local base (also before the
-remote credentials are known): behind NATs that map every check to a new port and let
-the peer's new ports in, each check would otherwise teach the other side a new candidate
-and a triggered check, forever, starving the ordinary checks of every other pair."""
+remote credentials are known): room for a peer with several interfaces and relays
+whose candidates have not arrived yet. Between two NATs that map every check to a new
+port and let the peer's new ports in, each check would otherwise teach the other side
+a new candidate and a triggered check, forever, starving the ordinary checks of every
+other pair; with 8 that exchange ends about 0.4 s in (at Ta 50 ms)."""
 PRFLX_PREFERENCE = 110
 
 Nomination = Literal["regular", "aggressive"]
@@ -203,6 +205,7 @@ class Agent:
         "_negotiate_ta",
         "_next_slot",
         "_nominating",
+        "_ordinary",
         "_pacer",
         "_pair_checks",
         "_prflx_by_base",
@@ -328,6 +331,7 @@ class Agent:
         self._started_at: float | None = None
         self._deadline: float | None = None
         self._checking = False
+        self._ordinary = False
         self._next_slot = float("-inf")
         self._transmits: list[Transmit] = []
         self._events: list[Event] = []  # a list: a deque costs 600 bytes per agent
@@ -404,6 +408,7 @@ class Agent:
         self._started_at = now
         self._deadline = now + self.ice_timeout
         self._checking = True
+        self._ordinary = True
         for pair in self.checklist.initial_states():
             self._events.append(PairStateChanged(pair, FROZEN, WAITING))
         self._set_state(ConnectionState.CHECKING)
@@ -411,7 +416,7 @@ class Agent:
 
     def close(self) -> None:
         """Stop: no more checks, timers or answers."""
-        self._checking = False
+        self._checking = self._ordinary = False
         self._timers.clear()
         self._checks.clear()
         self._pair_checks.clear()
@@ -466,7 +471,7 @@ class Agent:
             return deadline
         if self._deadline is not None and (deadline is None or self._deadline < deadline):
             deadline = self._deadline
-        if self._remote_key is not None and self.checklist.has_work():
+        if self._remote_key is not None and self.checklist.has_work(self._ordinary):
             slot = self._next_slot
             pacer = self._pacer
             if pacer is not None:
@@ -597,7 +602,8 @@ class Agent:
         pair.requests_received += 1
         pair.responses_sent += 1
         state = pair.state
-        if state is not SUCCEEDED and self._checking:
+        wanted = self._ordinary or self._may_improve(pair)
+        if state is not SUCCEEDED and self._checking and wanted:
             if state is IN_PROGRESS:
                 check = self._pair_checks.get(pair.key)
                 if check is not None:
@@ -784,12 +790,35 @@ class Agent:
             self._consent_until[component] = now + self.consent_timeout
             self._consent_due[component] = now + self._consent_interval()
         if len(self.selected) == self.components and self.state is ConnectionState.CHECKING:
-            self._checking = False
-            for check in self._checks.values():
-                if not check.pair.nominated and not check.use_candidate:
-                    check.cancelled = True
-            self.checklist.triggered.clear()
-            self._set_state(ConnectionState.CONNECTED)
+            self._completed()
+
+    def _completed(self) -> None:
+        """Every component has a selected pair: no more ordinary checks. What could still
+        replace a selected pair (a better pair the peer may yet nominate, when it can
+        nominate again) keeps its check and its place in the triggered-check queue."""
+        self._ordinary = False
+        for check in self._checks.values():
+            pair = check.pair
+            if not pair.nominated and not check.use_candidate and not self._may_improve(pair):
+                check.cancelled = True
+        checklist = self.checklist
+        kept = []
+        for pair in checklist.triggered:
+            if pair.nominating or self._may_improve(pair):
+                kept.append(pair)
+            else:
+                pair.queued = False
+        checklist.triggered = kept
+        self._set_state(ConnectionState.CONNECTED)
+
+    def _may_improve(self, pair: CandidatePair) -> bool:
+        """Whether ``pair`` could still be nominated over its component's selected pair:
+        only a better pair, and only while nomination is not final (the controlled side,
+        which follows the peer, or aggressive nomination, RFC 5245 section 8.1.2)."""
+        if self.controlling and not self.aggressive:
+            return False
+        selected = self.selected.get(pair.component)
+        return selected is not None and pair.priority > selected.priority
 
     def _nomination_due(self) -> float | None:
         """When the regular-nomination wait of some component ends, if one is running
@@ -952,7 +981,7 @@ class Agent:
         checklist = self.checklist
         pair = checklist.pop_triggered()
         if pair is None:
-            pair = checklist.pop_waiting()
+            pair = checklist.pop_waiting() if self._ordinary else None
             if pair is None:
                 return
         self._send_check(now, pair)

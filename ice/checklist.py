@@ -333,11 +333,13 @@ class CheckList:
             if not self._unfreeze_idle():
                 return None
 
-    def has_work(self) -> bool:
-        """Whether a check could be sent now: a triggered one, a Waiting pair or a Frozen
-        pair that the next ordinary check would unfreeze."""
+    def has_work(self, ordinary: bool = True) -> bool:
+        """Whether a check could be sent now: a triggered one or, with ``ordinary``, a
+        Waiting pair or a Frozen pair that the next ordinary check would unfreeze."""
         if self.triggered:
             return True
+        if not ordinary:
+            return False
         waiting = self._waiting
         while waiting:
             pair = waiting[0][3]

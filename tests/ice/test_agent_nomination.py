@@ -142,17 +142,6 @@ def test_aggressive_nomination_moves_to_a_better_pair_that_succeeds_later() -> N
     assert changes == [(0.06, fast), (0.4, best)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "aggressive nomination: once CONNECTED the controlled agent cancels its own "
-        "in-flight checks and ignores their responses, and sends no triggered checks, so "
-        "a better pair the controlling agent nominates later (USE-CANDIDATE answered at "
-        "0.2 s) never becomes nominated on the controlled side: the two agents end on "
-        "different pairs (RFC 5245 8.1.2: continue In-Progress checks and triggered "
-        "checks after Completed; 7.1.3.2.4/7.2.1.5: nominated on success)"
-    ),
-)
 def test_aggressive_nomination_the_controlled_side_follows_the_better_pair() -> None:
     world, a, b = two_path_world(nomination="aggressive")
     world.connect(a, b)

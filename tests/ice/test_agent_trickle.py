@@ -14,6 +14,7 @@ from ice import (
     PairState,
     PairStateChanged,
 )
+from ice.agent import PEER_REFLEXIVE_LIMIT
 from ice.checklist import pair_priority
 from ice.gather import host_candidate
 from stun import Attr, decode
@@ -66,8 +67,8 @@ def test_checks_arriving_before_the_agent_has_credentials_or_started(
     assert a.selected is not None and a.selected.remote.address == b.hosts[0]
 
 
-def test_at_most_32_peer_reflexive_candidates_before_the_credentials() -> None:
-    """Checks from 40 addresses before A knows who its peer is: all answered, only 32
+def test_at_most_8_peer_reflexive_candidates_before_the_credentials() -> None:
+    """Checks from 40 addresses before A knows who its peer is: all answered, only 8
     remembered (PEER_REFLEXIVE_LIMIT); the connection works once A knows B."""
     world = World()
     net = world.net
@@ -79,8 +80,8 @@ def test_at_most_32_peer_reflexive_candidates_before_the_credentials() -> None:
     b.start(0.0)
     world.net.run(until=3.0)
     assert a.agent.stats.responses_sent >= 40
-    assert len(a.of(CandidateLearned)) == 32
-    assert len(a.agent.pairs()) == 32
+    assert len(a.of(CandidateLearned)) == PEER_REFLEXIVE_LIMIT == 8
+    assert len(a.agent.pairs()) == 8
     b.signal_to(a)
     a.start(3.0)
     world.run(a, b)
