@@ -90,6 +90,37 @@ class Connection:
     ``ta`` is proposed to the peer, which signals its own in :meth:`set_remote_credentials`.
     """
 
+    __slots__ = (
+        "_ahead",
+        "_closed",
+        "_connected",
+        "_gather_done",
+        "_gather_error",
+        "_gather_started",
+        "_gather_timeout",
+        "_gather_waiters",
+        "_gathered",
+        "_gathering",
+        "_host_options",
+        "_hosts",
+        "_loop",
+        "_port_range",
+        "_queries",
+        "_readers",
+        "_received",
+        "_relay_only",
+        "_relays",
+        "_stun_servers",
+        "_tasks",
+        "_time",
+        "_timer",
+        "_timer_at",
+        "_turn_servers",
+        "agent",
+        "dropped_data",
+        "failures",
+    )
+
     def __init__(
         self,
         controlling: bool,
@@ -152,16 +183,16 @@ class Connection:
         self._hosts: dict[Address, _Host] = {}
         self._relays: dict[Address, Allocation] = {}
         self._queries: dict[bytes, tuple[ClientTransaction, asyncio.Future[Message | None]]] = {}
-        self._gathering: asyncio.Task[None] | None = None
+        self._gathering: asyncio.Task[None] | None = None  # only with servers to ask
+        self._gather_started = False
+        self._gather_error: BaseException | None = None
         self._gathered: list[Candidate] = []
         self._gather_done = False
         self._gather_waiters: list[asyncio.Future[None]] = []
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks: set[asyncio.Task[Any]] | None = None  # made when needed
         self._connected: asyncio.Future[CandidatePair] | None = None
-        self._received: dict[int, deque[bytes]] = {c: deque() for c in range(1, components + 1)}
-        self._readers: dict[int, list[asyncio.Future[None]]] = {
-            c: [] for c in range(1, components + 1)
-        }
+        self._received: dict[int, deque[bytes]] = {}  # made when needed: 600 bytes each
+        self._readers: dict[int, list[asyncio.Future[None]]] = {}  # made when needed
         self._closed = False
         self.failures: list[ServerFailure] = []
         """STUN and TURN servers that gave no candidate, and why."""
@@ -209,40 +240,54 @@ class Connection:
             waiter = asyncio.get_running_loop().create_future()
             self._gather_waiters.append(waiter)
             await waiter
-        error = self._gathering_error()
-        if error is not None:
-            raise error
+        if self._gather_error is not None:
+            raise self._gather_error
 
     async def gather_all(self) -> list[Candidate]:
         """Gather every candidate and return them."""
-        return [candidate async for candidate in self.gather()]
-
-    def _gathering_error(self) -> BaseException | None:
-        """What ended gathering early (such as no usable interface address), if anything."""
-        task = self._gathering
-        if task is None or not task.done() or task.cancelled():
-            return None
-        return task.exception()
+        self._start_gathering()
+        while not self._gather_done:
+            waiter = asyncio.get_running_loop().create_future()
+            self._gather_waiters.append(waiter)
+            await waiter
+        if self._gather_error is not None:
+            raise self._gather_error
+        return list(self._gathered)
 
     def _start_gathering(self) -> None:
+        """Open the host sockets now; ask the servers, if any, in a task."""
         if self._closed:
             raise ConnectionClosed("the connection is closed")
-        if self._gathering is None:
-            self._loop = asyncio.get_running_loop()
-            default_clock = type(self._loop).time is asyncio.BaseEventLoop.time
-            self._time = time.monotonic if default_clock else self._loop.time
-            self._gathering = self._loop.create_task(self._gather())
+        if self._gather_started:
+            return
+        self._gather_started = True
+        loop = self._loop = asyncio.get_running_loop()
+        default_clock = type(loop).time is asyncio.BaseEventLoop.time
+        self._time = time.monotonic if default_clock else loop.time
+        if not self._relay_only:
+            try:
+                self._open_hosts()
+            except (IceError, OSError) as exc:
+                self._gather_error = exc
+                self._end_gathering()
+                return
+        if self._turn_servers or (self._stun_servers and not self._relay_only):
+            self._gathering = loop.create_task(self._gather_from_servers())
+        else:
+            self._end_gathering()
 
-    async def _gather(self) -> None:
+    async def _gather_from_servers(self) -> None:
         try:
             jobs = [self._relayed(server) for server in self._turn_servers]
             if not self._relay_only:
-                self._open_hosts()
                 jobs += [self._reflexive(server) for server in self._stun_servers]
             await asyncio.gather(*jobs)
         finally:
-            self._gather_done = True
-            self._wake_gatherers()
+            self._end_gathering()
+
+    def _end_gathering(self) -> None:
+        self._gather_done = True
+        self._wake_gatherers()
 
     def _emit(self, candidate: Candidate) -> None:
         if self._closed or not self.agent.add_local_candidate(candidate):
@@ -412,6 +457,8 @@ class Connection:
     def _spawn(self, coroutine: Any) -> None:
         assert self._loop is not None
         task = self._loop.create_task(coroutine)
+        if self._tasks is None:
+            self._tasks = set()
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -443,7 +490,7 @@ class Connection:
                 waiter = self._loop.create_future()
                 self._gather_waiters.append(waiter)
                 await waiter
-            error = self._gathering_error()
+            error = self._gather_error
             if error is not None:
                 connected.set_exception(error)
             elif not self._closed:  # closed meanwhile: close() fails ``connected``
@@ -478,8 +525,12 @@ class Connection:
 
     async def recv(self, component: int = 1) -> bytes:
         """The next datagram the peer sent on ``component`` (over a valid pair)."""
-        queue = self._received[component]
-        readers = self._readers[component]
+        if not 1 <= component <= self.agent.components:
+            raise ValueError(f"no component {component} (1 to {self.agent.components})")
+        queue = self._received.get(component)
+        if queue is None:
+            queue = self._received[component] = deque()
+        readers = self._readers.setdefault(component, [])
         while not queue:
             if self._closed:
                 raise ConnectionClosed("the connection is closed")
@@ -506,12 +557,15 @@ class Connection:
                 self.dropped_data += 1
                 return
         pair.bytes_received += len(data)
-        queue = self._received[pair.component]
-        if len(queue) >= RECEIVE_QUEUE:
+        component = pair.component
+        queue = self._received.get(component)
+        if queue is None:
+            queue = self._received[component] = deque()
+        elif len(queue) >= RECEIVE_QUEUE:
             self.dropped_data += 1
             return
         queue.append(data)
-        readers = self._readers[pair.component]
+        readers = self._readers.get(component)
         if readers:
             self._wake(readers)
 
@@ -606,7 +660,7 @@ class Connection:
         # A task cancelled before its first step never runs _gather's ``finally``.
         self._gather_done = True
         self._wake_gatherers()
-        for task in list(self._tasks):
+        for task in list(self._tasks or ()):
             task.cancel()
         for host in self._hosts.values():
             host.socket.close()

@@ -233,7 +233,11 @@ async def test_close_during_gathering_ends_gather_and_connect(gathering_ran: boo
             await asyncio.sleep(0)
             await bounded(a.close())
 
-            assert await bounded(rest) is None
+            first = await bounded(rest)
+            if not gathering_ran:  # host candidates come at once, without the task
+                assert first is not None and first.type is CandidateType.HOST
+                first = await bounded(anext(trickle, None))
+            assert first is None
             with pytest.raises(ice.ConnectionClosed):
                 await bounded(connecting)
             assert a.state is ice.ConnectionState.CLOSED
