@@ -375,14 +375,34 @@ class Agent:
             self.remote_end_of_candidates = True
             return
         key = (candidate.component, candidate.address)
-        if not 1 <= candidate.component <= self.components or key in self._remote_by_address:
+        if not 1 <= candidate.component <= self.components:
             return
+        known = self._remote_by_address.get(key)
+        if known is not None:
+            if known.type is CandidateType.PRFLX and candidate.type is not CandidateType.PRFLX:
+                self._replace_learned(known, candidate)
+            else:
+                return
+        else:
+            self.remote_candidates.append(candidate)
         self._remote_by_address[key] = candidate
-        self.remote_candidates.append(candidate)
         if candidate.protocol != "udp" or candidate.is_mdns or candidate.port == 0:
             return  # carried, never paired: ICE-TCP and mDNS resolution are not here yet
         for local in list(self._local_by_base.values()):
             self._form_pair(local, candidate)
+
+    def _replace_learned(self, learned: Candidate, signalled: Candidate) -> None:
+        """A signalled candidate at an address first learned from the peer's checks takes
+        the learned one's place: its type and priority, in every pair with it (the pairs
+        keep their foundation, and with it their place among the frozen ones)."""
+        candidates = self.remote_candidates
+        candidates[candidates.index(learned)] = signalled
+        pairs = [p for p in self.checklist.pairs.values() if p.remote is learned]
+        pairs += [p.valid for p in pairs if p.valid is not None and p.valid is not p]
+        for pair in pairs:
+            pair.remote = signalled
+            pair.set_role(self.controlling)
+        self.checklist.reprioritise(self.controlling)
 
     def _form_pair(self, local: Candidate, remote: Candidate) -> CandidatePair | None:
         if local.component != remote.component or (":" in local.host) != (":" in remote.host):

@@ -303,3 +303,31 @@ def test_triggered_checks_are_served_before_ordinary_ones() -> None:
     assert [c.remote[0] for c in checks[:3]] == ["203.0.113.1", "203.0.113.2", "203.0.113.3"]
     assert checks[3].remote == b.hosts[0]
     assert Attr.USE_CANDIDATE not in decode(a.sent[0].data)
+
+
+def test_a_signalled_candidate_replaces_the_peer_reflexive_one_learned_before() -> None:
+    """What Chromium does when it answers our offer: it checks at once, so its checks
+    arrive before its answer. A (us, two host addresses) learns B's address from them as
+    peer reflexive; then B's answer signals that address as a host candidate. As libwebrtc
+    and libnice do, the signalled candidate should take the learned one's place (type and
+    priority) and be paired with every local candidate of A."""
+    world = World()
+    a = world.peer(PUBLIC, True, name="A")
+    a.add_host(world.net, world.net.public, preference=PREFERENCE - 2)
+    b = world.peer(PUBLIC, False, name="B")
+    b.agent.set_remote_credentials(a.agent.local_ufrag, a.agent.local_pwd)
+    b.add_remote(a.candidates[0])  # B checks A's first address only
+    b.start(0.0)
+    world.net.run(until=1.0)
+    assert [c.type for c in a.agent.remote_candidates] == [CandidateType.PRFLX]
+
+    b.signal_to(a)
+    a.start(1.0)
+    world.run(a, b)
+
+    assert (a.state, b.state) == (ConnectionState.CONNECTED, ConnectionState.CONNECTED)
+    remote = [c for c in a.agent.remote_candidates if c.address == b.hosts[0]]
+    assert [c.type for c in remote] == [CandidateType.HOST]
+    assert a.selected is not None and a.selected.remote.type is CandidateType.HOST
+    paired = {p.local.address for p in a.agent.pairs() if p.remote.address == b.hosts[0]}
+    assert paired == set(a.hosts)
