@@ -477,6 +477,11 @@ class Agent:
                 self._consider_nomination(now)
             self._pace(now)
 
+    @property
+    def ice_deadline(self) -> float | None:
+        """When the ICE timeout fails the agent if it has not connected by then."""
+        return self._deadline if self.state is ConnectionState.CHECKING else None
+
     def poll_timeout(self) -> float | None:
         """When :meth:`handle_timeout` must next be called; None when nothing is due."""
         timers = self._timers

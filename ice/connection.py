@@ -56,7 +56,8 @@ deadline fires 0.4-0.6 ms late as a rule, a delay that every paced check would a
 The agent's timer is armed this much early instead, and served as at its deadline when
 it fires before it: the agent's clock, which never goes backwards, then runs up to this
 much ahead of the wall clock, so that on the wall clock a check may leave up to 1 ms
-before its pacing slot (never later because of the timer)."""
+before its pacing slot (never later because of the timer). The ICE timeout is not
+served early: ConnectionFailed never comes before it."""
 
 
 class ConnectionClosed(IceError, ConnectionError):
@@ -600,7 +601,8 @@ class Connection:
         if self._timer is not None:
             self._timer.cancel()
         self._timer_at = deadline
-        self._timer = self._loop.call_at(deadline - TIMER_LEAD, self._on_timer)
+        lead = 0.0 if deadline == agent.ice_deadline else TIMER_LEAD  # never fail early
+        self._timer = self._loop.call_at(deadline - lead, self._on_timer)
 
     def _on_timer(self) -> None:
         deadline = self._timer_at

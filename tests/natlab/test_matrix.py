@@ -8,8 +8,6 @@ import itertools
 
 import pytest
 
-import ice.connection
-
 from .cells import AIOICE, MATRIX, Cell
 from .conftest import ICE_TIMEOUT
 from .runner import CellResult, SideResult
@@ -20,11 +18,6 @@ pytestmark = [pytest.mark.natlab, pytest.mark.coturn]
 MARGIN = 1.5
 """Seconds after the ICE timeout by which ConnectionFailed must have come (timers fire on
 time; this covers the peers' scheduling on a busy machine)."""
-
-EARLY = float(getattr(ice.connection, "TIMER_LEAD", 0.0))
-"""ice.Connection arms the agent's timer TIMER_LEAD (1 ms) early and serves it as at its
-deadline, so on the wall clock ConnectionFailed may come up to this much before the ICE
-timeout; nothing earlier is accepted."""
 
 _SCHEME = {"udp": "turn:", "tcp": "turn:", "tls": "turns:"}
 
@@ -53,7 +46,7 @@ def check_connected(result: CellResult, *, types: bool = True) -> None:
 def check_failed_at_timeout(side: SideResult, ice_timeout: float, where: str) -> None:
     assert side.outcome is not None and not side.connected, where
     assert side.outcome["error"] == "ConnectionFailed", where
-    assert ice_timeout - EARLY <= side.outcome["elapsed_s"] <= ice_timeout + MARGIN, where
+    assert ice_timeout <= side.outcome["elapsed_s"] <= ice_timeout + MARGIN, where
 
 
 def _id(cell: Cell) -> str:
