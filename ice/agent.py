@@ -627,8 +627,11 @@ class Agent:
         pair.requests_received += 1
         pair.responses_sent += 1
         state = pair.state
-        wanted = self._ordinary or self._may_improve(pair)
-        if state is not SUCCEEDED and self._checking and wanted:
+        if (
+            state is not SUCCEEDED
+            and self._checking
+            and (self._ordinary or self._may_improve(pair))
+        ):
             if state is IN_PROGRESS:
                 check = self._pair_checks.get(pair.key)
                 if check is not None:

@@ -238,9 +238,7 @@ class Connection:
                 yield self._gathered[seen - 1]
             if self._gather_done:
                 break
-            waiter = asyncio.get_running_loop().create_future()
-            self._gather_waiters.append(waiter)
-            await waiter
+            await self._gathering_progress()
         if self._gather_error is not None:
             raise self._gather_error
 
@@ -248,12 +246,16 @@ class Connection:
         """Gather every candidate and return them."""
         self._start_gathering()
         while not self._gather_done:
-            waiter = asyncio.get_running_loop().create_future()
-            self._gather_waiters.append(waiter)
-            await waiter
+            await self._gathering_progress()
         if self._gather_error is not None:
             raise self._gather_error
         return list(self._gathered)
+
+    async def _gathering_progress(self) -> None:
+        """Until the next candidate, or the end of gathering."""
+        waiter = asyncio.get_running_loop().create_future()
+        self._gather_waiters.append(waiter)
+        await waiter
 
     def _start_gathering(self) -> None:
         """Open the host sockets now; ask the servers, if any, in a task."""
@@ -488,9 +490,7 @@ class Connection:
         if self._connected is None:
             self._connected = connected = self._loop.create_future()
             while not self._gathered and not self._gather_done:
-                waiter = self._loop.create_future()
-                self._gather_waiters.append(waiter)
-                await waiter
+                await self._gathering_progress()
             error = self._gather_error
             if error is not None:
                 connected.set_exception(error)
@@ -528,9 +528,7 @@ class Connection:
         """The next datagram the peer sent on ``component`` (over a valid pair)."""
         if not 1 <= component <= self.agent.components:
             raise ValueError(f"no component {component} (1 to {self.agent.components})")
-        queue = self._received.get(component)
-        if queue is None:
-            queue = self._received[component] = deque()
+        queue = self._queue(component)
         readers = self._readers.setdefault(component, [])
         while not queue:
             if self._closed:
@@ -559,16 +557,21 @@ class Connection:
                 return
         pair.bytes_received += len(data)
         component = pair.component
-        queue = self._received.get(component)
-        if queue is None:
-            queue = self._received[component] = deque()
-        elif len(queue) >= RECEIVE_QUEUE:
+        queue = self._queue(component)
+        if len(queue) >= RECEIVE_QUEUE:
             self.dropped_data += 1
             return
         queue.append(data)
         readers = self._readers.get(component)
         if readers:
             self._wake(readers)
+
+    def _queue(self, component: int) -> deque[bytes]:
+        """``component``'s datagrams waiting for :meth:`recv` (made on first use)."""
+        queue = self._received.get(component)
+        if queue is None:
+            queue = self._received[component] = deque()
+        return queue
 
     @staticmethod
     def _wake(readers: list[asyncio.Future[None]]) -> None:

@@ -161,3 +161,33 @@ def test_ta_negotiation(
         times = [c.time for c in peer.checks()][:6]
         assert len(times) == 6
         assert min(gaps(times)) == pytest.approx(ta, abs=1e-9), peer.name
+
+
+def test_a_batch_of_datagrams_is_seen_before_the_next_check() -> None:
+    """Both agents check their one pair at 0 and read the other's request and the answer
+    to their own in one batch, long after Ta (a busy process): the request cancels the
+    check in flight and queues the pair again (7.3.1.4), but no check leaves while the
+    batch is read; the answer that follows in it makes the pair Succeeded, so the next
+    handle_timeout sends nothing. One check per agent, both connected."""
+    a_address, b_address = ("192.0.2.1", 5000), ("192.0.2.2", 5000)
+    options: dict[str, Any] = {"nomination": "aggressive", "ta": 0.02, "negotiate_ta": False}
+    a, b = make_agent(True, **options), make_agent(False, **options)
+    for agent, mine, theirs, peer in ((a, a_address, b_address, b), (b, b_address, a_address, a)):
+        agent.add_local_candidate(host_candidate(mine, PREFERENCE, 1))
+        agent.set_remote_credentials(peer.local_ufrag, peer.local_pwd)
+        agent.add_remote_candidate(host_candidate(theirs, PREFERENCE, 1))
+    a.start(0.0)
+    b.start(0.0)
+    (a_check,), (b_check,) = a.poll_transmits(), b.poll_transmits()
+    now = 0.5  # well past Ta: a check could leave at once
+    a.handle_datagram(now, b_check.data, a_address, b_address)
+    b.handle_datagram(now, a_check.data, b_address, a_address)
+    (a_answer,), (b_answer,) = a.poll_transmits(), b.poll_transmits()
+    a.handle_datagram(now, b_answer.data, a_address, b_address)
+    b.handle_datagram(now, a_answer.data, b_address, a_address)
+    for agent in (a, b):
+        assert agent.poll_transmits() == []
+        agent.handle_timeout(now)
+        assert agent.poll_transmits() == []
+        assert agent.stats.checks_sent == 1
+        assert agent.state is ConnectionState.CONNECTED

@@ -92,6 +92,20 @@ async def test_close_ends_recv_and_send_and_is_idempotent() -> None:
             await bounded(b.recv())
 
 
+async def test_recv_of_a_component_the_connection_does_not_have() -> None:
+    """recv() names the components there are instead of waiting forever (or a KeyError);
+    the connection goes on working."""
+    async with connections() as make:
+        a, b = make(True), make(False)
+        await signal(a, b)
+        await connect_both(a, b)
+        for component in (0, 2):
+            with pytest.raises(ValueError, match=rf"no component {component} \(1 to 1\)"):
+                await bounded(a.recv(component))
+        await b.send(b"ping")
+        assert await bounded(a.recv()) == b"ping"
+
+
 async def test_concurrent_receivers() -> None:
     """Several recv() calls may wait on one component: each datagram goes to one of
     them, a cancelled one loses nothing, and close() wakes every one still waiting."""
