@@ -154,6 +154,20 @@ class _Check:
         self.cancelled = False
 
 
+class _Component:
+    """What the agent keeps per component."""
+
+    __slots__ = ("best", "consent_due", "consent_until", "first_valid_at", "nominating")
+
+    def __init__(self) -> None:
+        self.first_valid_at: float | None = None
+        self.best: CandidatePair | None = None
+        """The Succeeded pair whose valid pair has the highest priority."""
+        self.nominating: CandidatePair | None = None
+        self.consent_due: float | None = None
+        self.consent_until: float | None = None
+
+
 def _random_ice_chars(rng: random.Random, size: int) -> str:
     """``size`` random bytes as ice-chars: base64's alphabet is exactly A-Z a-z 0-9 + /."""
     return base64.b64encode(rng.randbytes(size)).decode("ascii")
@@ -193,18 +207,16 @@ class Agent:
         "_bodies",
         "_checking",
         "_checks",
+        "_components",
         "_consent",
-        "_consent_due",
-        "_consent_until",
+        "_consenting",
         "_deadline",
         "_events",
-        "_first_valid_at",
         "_local_by_address",
         "_local_by_base",
         "_local_key",
         "_negotiate_ta",
         "_next_slot",
-        "_nominating",
         "_ordinary",
         "_pacer",
         "_pair_checks",
@@ -214,7 +226,6 @@ class Agent:
         "_remote_key",
         "_rng",
         "_started_at",
-        "_succeeded",
         "_succeeded_foundations",
         "_timer_seq",
         "_timers",
@@ -318,12 +329,9 @@ class Agent:
         self._pair_checks: dict[PairKey, _Check] = {}
         self._timers: list[tuple[float, int, _Check]] = []
         self._timer_seq = 0
-        self._nominating: dict[int, CandidatePair] = {}
-        self._first_valid_at: dict[int, float] = {}
-        self._succeeded: dict[int, int] = {}  # per component: Succeeded pairs in the list
+        self._components = [_Component() for _ in range(components)]
         self._consent: dict[bytes, tuple[CandidatePair, float]] = {}
-        self._consent_due: dict[int, float] = {}
-        self._consent_until: dict[int, float] = {}
+        self._consenting = False
 
         self.state = ConnectionState.NEW
         self.error: ConnectionFailed | None = None
@@ -403,6 +411,7 @@ class Agent:
             pair.remote = signalled
             pair.set_role(self.controlling)
         self.checklist.reprioritise(self.controlling)
+        self._rank_valid_pairs()
 
     def _form_pair(self, local: Candidate, remote: Candidate) -> CandidatePair | None:
         if local.component != remote.component or (":" in local.host) != (":" in remote.host):
@@ -469,7 +478,7 @@ class Agent:
             self._arm(check)
         if self._deadline is not None and now >= self._deadline:
             self._timed_out()
-        if self._consent_due:
+        if self._consenting:
             self._keep_consent(now)
         if self._checking:
             due = self._nomination_due() if self.controlling and not self.aggressive else None
@@ -488,10 +497,11 @@ class Agent:
         while timers and timers[0][2].transaction.done:
             heapq.heappop(timers)
         deadline = timers[0][0] if timers else None
-        if self._consent_due:
-            wake = min(min(self._consent_due.values()), min(self._consent_until.values()))
-            if deadline is None or wake < deadline:
-                deadline = wake
+        if self._consenting:
+            for part in self._components:
+                for wake in (part.consent_due, part.consent_until):
+                    if wake is not None and (deadline is None or wake < deadline):
+                        deadline = wake
         if not self._checking:
             return deadline
         if self._deadline is not None and (deadline is None or self._deadline < deadline):
@@ -765,7 +775,14 @@ class Agent:
             pair.valid = valid
         valid.rtt = pair.rtt
         self.valid_pairs[pair.key] = valid
-        self._first_valid_at.setdefault(component, now)
+        part = self._components[component - 1]
+        if part.first_valid_at is None:
+            part.first_valid_at = now
+        best = part.best
+        if best is None or valid.priority > best.valid.priority:  # type: ignore[union-attr]
+            part.best = pair
+        elif best is pair:
+            part.best = self._best_succeeded(component)
         foundation = pair.foundation
         self._succeeded_foundations.add(foundation)
         for unfrozen in self.checklist.unfreeze_foundation(foundation):
@@ -784,8 +801,9 @@ class Agent:
         valid = self.valid_pairs.get(pair.key)
         if valid is not None and (valid is pair or valid is pair.valid):
             del self.valid_pairs[pair.key]
-        if self._nominating.get(pair.component) is pair:
-            del self._nominating[pair.component]
+        part = self._components[pair.component - 1]
+        if part.nominating is pair:
+            part.nominating = None
         if self._checking:
             self._consider_nomination(now)  # a pending better pair may just have failed
 
@@ -802,7 +820,9 @@ class Agent:
         self.checklist.reprioritise(controlling)
         for valid in self.valid_pairs.values():
             valid.set_role(controlling)
-        self._nominating.clear()
+        self._rank_valid_pairs()
+        for part in self._components:
+            part.nominating = None
         self._events.append(RoleChanged(controlling))
 
     def _nominate(self, now: float, valid: CandidatePair) -> None:
@@ -815,8 +835,10 @@ class Agent:
         if current is None or valid.priority > current.priority:
             self.selected[component] = valid
             self._events.append(SelectedPairChanged(component, valid))
-            self._consent_until[component] = now + self.consent_timeout
-            self._consent_due[component] = now + self._consent_interval()
+            part = self._components[component - 1]
+            part.consent_until = now + self.consent_timeout
+            part.consent_due = now + self._consent_interval()
+            self._consenting = True
         if len(self.selected) == self.components and self.state is ConnectionState.CHECKING:
             self._completed()
 
@@ -852,11 +874,13 @@ class Agent:
         """When the regular-nomination wait of some component ends, if one is running
         and the component still has a valid pair to nominate."""
         due = None
-        for component, first in self._first_valid_at.items():
-            if component in self._nominating or component in self.selected:
+        selected = self.selected
+        for component, part in enumerate(self._components, 1):
+            first = part.first_valid_at
+            if first is None or part.best is None or part.nominating is not None:
+                continue  # no valid pair (yet), or nothing to nominate: no need to wake
+            if component in selected:
                 continue
-            if not self._succeeded.get(component):
-                continue  # nothing to nominate (yet): no point in waking up for it
             wake = first + self.nomination_wait
             if due is None or wake < due:
                 due = wake
@@ -868,27 +892,34 @@ class Agent:
         again with USE-CANDIDATE through the triggered-check queue."""
         if not self.controlling or self.aggressive:
             return
-        for component, first in self._first_valid_at.items():
-            if component in self._nominating or component in self.selected:
+        for component, part in enumerate(self._components, 1):
+            best = part.best
+            if best is None or part.nominating is not None or component in self.selected:
                 continue
-            best: CandidatePair | None = None
-            pending = 0
-            for pair in self.checklist.pairs.values():
-                if pair.component != component:
-                    continue
-                if pair.state is SUCCEEDED and pair.valid is not None:
-                    if best is None or pair.valid.priority > best.valid.priority:  # type: ignore[union-attr]
-                        best = pair
-                elif pair.state is not FAILED:
-                    pending = max(pending, pair.priority)
-            if best is None:
-                continue
-            assert best.valid is not None
-            if pending > best.valid.priority and now < first + self.nomination_wait:
+            assert best.valid is not None and part.first_valid_at is not None
+            if (
+                self.checklist.highest_pending(component) > best.valid.priority
+                and now < part.first_valid_at + self.nomination_wait
+            ):
                 continue
             best.nominating = True
-            self._nominating[component] = best
+            part.nominating = best
             self.checklist.enqueue_triggered(best)
+
+    def _best_succeeded(self, component: int) -> CandidatePair | None:
+        """The Succeeded pair of ``component`` whose valid pair ranks highest."""
+        best: CandidatePair | None = None
+        for pair in self.checklist.pairs.values():
+            if pair.component == component and pair.state is SUCCEEDED:
+                valid = pair.valid
+                if valid is not None and (best is None or valid.priority > best.valid.priority):  # type: ignore[union-attr]
+                    best = pair
+        return best
+
+    def _rank_valid_pairs(self) -> None:
+        """After priorities changed (a role switch, a learned candidate replaced)."""
+        for component, part in enumerate(self._components, 1):
+            part.best = self._best_succeeded(component)
 
     def _timed_out(self) -> None:
         self._deadline = None
@@ -934,16 +965,18 @@ class Agent:
 
     def _keep_consent(self, now: float) -> None:
         """Send the consent checks that are due; fail when consent has expired."""
-        for component, until in self._consent_until.items():
-            if now >= until:
+        for component, part in enumerate(self._components, 1):
+            until = part.consent_until
+            if until is not None and now >= until:
                 self._consent_expired(component)
                 return
         horizon = now - self.consent_timeout
         consent = self._consent
         for transaction_id in [t for t, (_, sent) in consent.items() if sent <= horizon]:
             del consent[transaction_id]
-        for component, due in self._consent_due.items():
-            if now < due:
+        for component, part in enumerate(self._components, 1):
+            due = part.consent_due
+            if due is None or now < due:
                 continue
             pair = self.selected[component]
             transaction_id = self._rng.randbytes(12)
@@ -953,7 +986,7 @@ class Agent:
             consent[transaction_id] = (pair, now)
             pair.requests_sent += 1
             self.stats.consent_checks_sent += 1
-            self._consent_due[component] = now + self._consent_interval()
+            part.consent_due = now + self._consent_interval()
 
     def _consent_answered(
         self, now: float, message: Message, local: Address, remote: Address
@@ -977,8 +1010,9 @@ class Agent:
         component = pair.component
         if self.selected.get(component) is pair:
             until = sent + self.consent_timeout
-            if until > self._consent_until[component]:
-                self._consent_until[component] = until
+            part = self._components[component - 1]
+            if part.consent_until is None or until > part.consent_until:
+                part.consent_until = until
         return True
 
     def _consent_expired(self, component: int) -> None:
@@ -994,8 +1028,9 @@ class Agent:
 
     def _stop_consent(self) -> None:
         self._consent.clear()
-        self._consent_due.clear()
-        self._consent_until.clear()
+        self._consenting = False
+        for part in self._components:
+            part.consent_due = part.consent_until = None
 
     # -- sending checks --------------------------------------------------------------------
 
@@ -1090,12 +1125,10 @@ class Agent:
     ) -> None:
         old = self.checklist.set_state(pair, state)
         if old is not state:
-            succeeded = self._succeeded
-            component = pair.component
             if old is SUCCEEDED:
-                succeeded[component] -= 1
-            elif state is SUCCEEDED:
-                succeeded[component] = succeeded.get(component, 0) + 1
+                part = self._components[pair.component - 1]
+                if part.best is pair:
+                    part.best = self._best_succeeded(pair.component)
             self._events.append(PairStateChanged(pair, old, state, reason))
 
     def _set_state(self, state: ConnectionState) -> None:

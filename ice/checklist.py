@@ -10,6 +10,7 @@ packet.
 from __future__ import annotations
 
 import heapq
+from bisect import bisect_left, insort
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -174,7 +175,7 @@ class CheckList:
         self._waiting: list[tuple[int, int, int, CandidatePair]] = []
         self._frozen: dict[str, list[CandidatePair]] = {}
         self._active: dict[str, int] = {}  # foundation -> pairs Waiting or In-Progress
-        self._droppable: list[tuple[int, int, CandidatePair]] = []
+        self._ranked: list[tuple[int, int, CandidatePair]] = []  # by priority, ascending
         self._counts = [0] * len(_INDEX)  # per state, by _INDEX: a list is half a dict
         self._seq = 0
 
@@ -208,27 +209,24 @@ class CheckList:
         self.pairs[pair.key] = pair
         self._counts[_INDEX[FROZEN]] += 1
         self._frozen.setdefault(pair.foundation, []).append(pair)
-        heapq.heappush(self._droppable, (pair.priority, -pair.seq, pair))
+        insort(self._ranked, (pair.priority, -pair.seq, pair))
         return True
 
     def _make_room(self, priority: int) -> bool:
-        droppable = self._droppable
-        while droppable:
-            lowest, _, victim = droppable[0]
-            if victim.removed or victim.state not in (FROZEN, WAITING):
-                heapq.heappop(droppable)
-                continue
-            if lowest >= priority:
-                return False
-            heapq.heappop(droppable)
-            self.remove(victim)
-            return True
+        for lowest, _, victim in self._ranked:
+            if victim.state is FROZEN or victim.state is WAITING:
+                if lowest >= priority:
+                    return False
+                self.remove(victim)
+                return True
         return False
 
     def remove(self, pair: CandidatePair) -> None:
         """Take a Frozen or Waiting pair out of the list."""
         del self.pairs[pair.key]
         pair.removed = True
+        ranked = self._ranked
+        del ranked[bisect_left(ranked, (pair.priority, -pair.seq))]
         self._counts[_INDEX[pair.state]] -= 1
         if pair.state is FROZEN:
             self._frozen_discard(pair)
@@ -301,8 +299,16 @@ class CheckList:
             (-p.priority, p.component, p.seq, p) for p in self.pairs.values() if p.state is WAITING
         ]
         heapq.heapify(self._waiting)
-        self._droppable = [(p.priority, -p.seq, p) for p in self.pairs.values()]
-        heapq.heapify(self._droppable)
+        self._ranked = sorted((p.priority, -p.seq, p) for p in self.pairs.values())
+
+    def highest_pending(self, component: int) -> int:
+        """The highest priority of ``component``'s pairs still Frozen, Waiting or
+        In-Progress (0 when there is none)."""
+        for priority, _, pair in reversed(self._ranked):
+            state = pair.state
+            if state is not SUCCEEDED and state is not FAILED and pair.component == component:
+                return priority
+        return 0
 
     # -- scheduling ------------------------------------------------------------------------
 
