@@ -78,7 +78,7 @@ PRFLX_PREFERENCE = 110
 Nomination = Literal["regular", "aggressive"]
 
 _ICE_CHARS = re.compile(r"[A-Za-z0-9+/]+")
-_UFRAG_BYTES = 6  # 48 random bits, 8 ice-chars (at least 24 bits required)
+_UFRAG_BYTES = 6  # 48 random bits, 8 ice-chars (at least 24 bits required; a multiple of 3)
 _PWD_BYTES = 18  # 144 random bits, 24 ice-chars (at least 128 bits required)
 _COOKIE = MAGIC_COOKIE.to_bytes(4, "big")
 _SYSTEM_RANDOM = random.SystemRandom()  # one for all agents: each instance costs 2.5 KiB
@@ -168,9 +168,12 @@ class _Component:
         self.consent_until: float | None = None
 
 
-def _random_ice_chars(rng: random.Random, size: int) -> str:
-    """``size`` random bytes as ice-chars: base64's alphabet is exactly A-Z a-z 0-9 + /."""
-    return base64.b64encode(rng.randbytes(size)).decode("ascii")
+def _random_credentials(rng: random.Random) -> tuple[str, str]:
+    """A new ufrag and pwd from one draw of random bytes, as base64, whose alphabet is
+    exactly the ice-chars (A-Z a-z 0-9 + /)."""
+    chars = base64.b64encode(rng.randbytes(_UFRAG_BYTES + _PWD_BYTES)).decode("ascii")
+    split = _UFRAG_BYTES * 4 // 3
+    return chars[:split], chars[split:]
 
 
 def _check_credential(value: str, what: str, low: int) -> str:
@@ -296,12 +299,13 @@ class Agent:
         self.nomination_wait = nomination_wait
         self.consent_timeout = consent_timeout
         self.tie_breaker = tie_breaker if tie_breaker is not None else rng.getrandbits(64)
-        if local_ufrag is None:
-            local_ufrag = _random_ice_chars(rng, _UFRAG_BYTES)
-        if local_pwd is None:
-            local_pwd = _random_ice_chars(rng, _PWD_BYTES)
-        self.local_ufrag = _check_credential(local_ufrag, "the ufrag", 4)
-        self.local_pwd = _check_credential(local_pwd, "the pwd", 22)
+        ufrag, pwd = _random_credentials(rng)
+        self.local_ufrag = (
+            ufrag if local_ufrag is None else _check_credential(local_ufrag, "the ufrag", 4)
+        )
+        self.local_pwd = local_pwd = (
+            pwd if local_pwd is None else _check_credential(local_pwd, "the pwd", 22)
+        )
         self._local_key = short_term_key(local_pwd)
         self.remote_ufrag: str | None = None
         self.remote_pwd: str | None = None

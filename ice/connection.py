@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
@@ -64,18 +65,37 @@ class ConnectionClosed(IceError, ConnectionError):
     """The connection was closed (by :meth:`Connection.close` or a failure)."""
 
 
+def _ignore_socket_error(exc: OSError) -> None:
+    """ICMP errors on an unconnected socket name no peer; checks time out instead."""
+
+
 class _Host:
     """A bound UDP socket of one component: the base of a host candidate."""
 
-    __slots__ = ("address", "component", "preference", "socket")
+    __slots__ = ("address", "component", "connection", "preference", "socket")
 
     def __init__(
-        self, address: Address, component: int, preference: int, sock: DatagramSocket
+        self,
+        connection: Connection,
+        address: Address,
+        component: int,
+        preference: int,
+        sock: socket.socket,
     ) -> None:
+        self.connection = connection
         self.address = address
         self.component = component
         self.preference = preference
-        self.socket = sock
+        self.socket = DatagramSocket(sock, self.receive, _ignore_socket_error)
+
+    def receive(self, data: bytes, source: Any) -> None:
+        """A datagram from the socket: a gathering answer, or the connection's."""
+        if len(source) > 2:
+            source = (source[0].partition("%")[0], source[1])
+        connection = self.connection
+        if data and data[0] < 4 and connection._queries and connection._answer(data):
+            return
+        connection._received_datagram(data, self.address, source)
 
 
 class Connection:
@@ -94,7 +114,8 @@ class Connection:
     __slots__ = (
         "_ahead",
         "_closed",
-        "_connected",
+        "_connect_started",
+        "_connect_waiters",
         "_gather_done",
         "_gather_error",
         "_gather_started",
@@ -105,6 +126,7 @@ class Connection:
         "_host_options",
         "_hosts",
         "_loop",
+        "_outcome",
         "_port_range",
         "_queries",
         "_readers",
@@ -191,7 +213,9 @@ class Connection:
         self._gather_done = False
         self._gather_waiters: list[asyncio.Future[None]] = []
         self._tasks: set[asyncio.Task[Any]] | None = None  # made when needed
-        self._connected: asyncio.Future[CandidatePair] | None = None
+        self._connect_started = False
+        self._outcome: CandidatePair | BaseException | None = None
+        self._connect_waiters: list[asyncio.Future[None]] = []
         self._received: dict[int, deque[bytes]] = {}  # made when needed: 600 bytes each
         self._readers: dict[int, list[asyncio.Future[None]]] = {}  # made when needed
         self._closed = False
@@ -312,25 +336,10 @@ class Connection:
         for component in range(1, self.agent.components + 1):
             for address in addresses:
                 sock = bind_udp(address, port_range=self._port_range)
-                bound = sock.getsockname()
-                base: Address = (address.ip, int(bound[1]))
-                receiver = DatagramSocket(sock, self._host_receiver(base), self._socket_error)
-                host = _Host(base, component, host_preference(address), receiver)
+                base: Address = (address.ip, int(sock.getsockname()[1]))
+                host = _Host(self, base, component, host_preference(address), sock)
                 self._hosts[base] = host
                 self._emit(host_candidate(base, host.preference, component))
-
-    def _host_receiver(self, base: Address) -> Callable[[bytes, Any], None]:
-        def receive(data: bytes, source: Any) -> None:
-            if len(source) > 2:
-                source = (source[0].partition("%")[0], source[1])
-            if data and data[0] < 4 and self._queries and self._answer(data):
-                return
-            self._received_datagram(data, base, source)
-
-        return receive
-
-    def _socket_error(self, exc: OSError) -> None:
-        """ICMP errors on an unconnected socket name no peer; checks time out instead."""
 
     async def _reflexive(self, server_address: Any) -> None:
         server = str(server_address)
@@ -362,9 +371,7 @@ class Connection:
         assert self._loop is not None
         request = Message(Method.BINDING, Class.REQUEST).encode(fingerprint=True)
         now = self._time()
-        transaction = ClientTransaction(
-            request, now, rto=_GATHER_RTO, timeout=self._gather_timeout
-        )
+        transaction = ClientTransaction(request, now, rto=_GATHER_RTO, timeout=self._gather_timeout)
         future: asyncio.Future[Message | None] = self._loop.create_future()
         self._queries[transaction.transaction_id] = (transaction, future)
         sock = host.socket
@@ -433,9 +440,7 @@ class Connection:
                 self._permit(allocation, remote)
             preference = 65535 - self._turn_servers.index(server)
             self._emit(
-                relayed_candidate(
-                    relayed, allocation.mapped_address, preference, component, name
-                )
+                relayed_candidate(relayed, allocation.mapped_address, preference, component, name)
             )
 
     def _relay_receiver(self, relayed: Address) -> Callable[[bytes, Address], None]:
@@ -487,17 +492,33 @@ class Connection:
         component 1 pair. Raises :class:`~ice.ConnectionFailed` after ``ice_timeout``."""
         self._start_gathering()
         assert self._loop is not None
-        if self._connected is None:
-            self._connected = connected = self._loop.create_future()
+        if not self._connect_started:
+            self._connect_started = True
             while not self._gathered and not self._gather_done:
                 await self._gathering_progress()
-            error = self._gather_error
-            if error is not None:
-                connected.set_exception(error)
-            elif not self._closed:  # closed meanwhile: close() fails ``connected``
+            if self._gather_error is not None:
+                self._settle(self._gather_error)
+            elif not self._closed:  # closed meanwhile: close() settles the outcome
                 self.agent.start(self._clock())
                 self._service()
-        return await asyncio.shield(self._connected)
+        waiters = self._connect_waiters
+        while self._outcome is None:
+            waiter = self._loop.create_future()
+            waiters.append(waiter)  # one per caller: cancelling one leaves the others be
+            try:
+                await waiter
+            finally:
+                if waiter in waiters:
+                    waiters.remove(waiter)
+        if isinstance(self._outcome, BaseException):
+            raise self._outcome
+        return self._outcome
+
+    def _settle(self, outcome: CandidatePair | BaseException) -> None:
+        """The outcome of :meth:`connect`: the selected pair, or why there is none."""
+        if self._outcome is None:
+            self._outcome = outcome
+            self._wake(self._connect_waiters)
 
     def selected_pair(self, component: int = 1) -> CandidatePair | None:
         """The pair carrying ``component``'s data, once there is one."""
@@ -574,11 +595,11 @@ class Connection:
         return queue
 
     @staticmethod
-    def _wake(readers: list[asyncio.Future[None]]) -> None:
-        for reader in readers:
-            if not reader.done():
-                reader.set_result(None)
-        readers.clear()
+    def _wake(waiters: list[asyncio.Future[None]]) -> None:
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+        waiters.clear()
 
     # -- the agent's clock and output ------------------------------------------------------
 
@@ -634,15 +655,14 @@ class Connection:
                 allocation.sendto(data, remote)
 
     def _state_changed(self, event: ConnectionStateChanged) -> None:
-        connected = self._connected
-        if connected is None or connected.done():
+        if not self._connect_started:
             return
         if event.state is ConnectionState.CONNECTED:
-            connected.set_result(self.agent.selected[1])
+            self._settle(self.agent.selected[1])
         elif event.state is ConnectionState.FAILED:
-            connected.set_exception(event.error or ConnectionFailed("ICE failed"))
+            self._settle(event.error or ConnectionFailed("ICE failed"))
         elif event.state is ConnectionState.CLOSED:
-            connected.set_exception(ConnectionClosed("the connection was closed"))
+            self._settle(ConnectionClosed("the connection was closed"))
 
     # -- the end ---------------------------------------------------------------------------
 
@@ -672,9 +692,8 @@ class Connection:
         relays = list(self._relays.values())
         self._relays.clear()
         await asyncio.gather(*(a.close() for a in relays), return_exceptions=True)
-        if self._connected is not None and not self._connected.done():
-            self._connected.set_exception(ConnectionClosed("the connection was closed"))
-            self._connected.exception()  # retrieved: nobody may be awaiting it
+        if self._connect_started:
+            self._settle(ConnectionClosed("the connection was closed"))
 
     async def __aenter__(self) -> Connection:
         return self

@@ -37,6 +37,19 @@ class DatagramSocket:
     unreachable" about its one peer). The socket is closed by :meth:`close`.
     """
 
+    __slots__ = (
+        "_backlog",
+        "_backlog_bytes",
+        "_closing",
+        "_fd",
+        "_loop",
+        "_on_datagram",
+        "_on_error",
+        "_remote",
+        "_sock",
+        "dropped_writes",
+    )
+
     def __init__(
         self,
         sock: socket.socket,
