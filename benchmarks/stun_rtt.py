@@ -17,22 +17,18 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
-import socket
 import statistics
-import subprocess
-import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from aioice import ice as aioice_ice
 from aioice import stun as aioice_stun
 
 import stun
+from benchmarks.servers import COTURN_MISSING, coturn, our_server
 from stun.client import StunClient, resolve
 from stun.uri import parse_server
-from tests.coturn import Coturn, turnserver_path
 
 Address = tuple[str, int]
 Probe = Callable[[], Awaitable[None]]
@@ -111,39 +107,6 @@ def _summary(values: list[float]) -> dict[str, float]:
     }
 
 
-def _free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-@contextlib.contextmanager
-def _our_server() -> Iterator[Address]:
-    port = _free_udp_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "stun", "serve", "--bind", f"127.0.0.1:{port}"],
-        stdout=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    try:
-        assert process.stdout is not None
-        process.stdout.readline()  # the server prints where it listens once it is ready
-        yield ("127.0.0.1", port)
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-
-
-@contextlib.contextmanager
-def _coturn() -> Iterator[Address | None]:
-    if turnserver_path() is None:
-        yield None
-        return
-    with Coturn() as server:
-        yield server.address
-
-
 def run(count: int = 2000, servers: list[str] | None = None) -> list[dict[str, Any]]:
     """Measure each server; return one row per server with both clients' figures."""
     rows: list[dict[str, Any]] = []
@@ -151,16 +114,7 @@ def run(count: int = 2000, servers: list[str] | None = None) -> list[dict[str, A
     def measure(label: str, address: Address) -> None:
         result = asyncio.run(_measure(address, count, rounds=10))
         ours, theirs = result["icestack"]["median_us"], result["aioice"]["median_us"]
-        rows.append(
-            {
-                "metric": f"Binding RTT median, {label}",
-                "unit": "us",
-                "icestack": ours,
-                "aioice": theirs,
-                "ratio": theirs / ours,
-                "detail": result,
-            }
-        )
+        rows.append(_row(f"Binding RTT median, {label}", ours, theirs, "", result))
 
     if servers:
         for text in servers:
@@ -168,12 +122,30 @@ def run(count: int = 2000, servers: list[str] | None = None) -> list[dict[str, A
             address = asyncio.run(resolve(target.host, target.port))
             measure(str(target), address)
         return rows
-    with _our_server() as address:
+    with our_server() as address:
         measure("our server", address)
-    with _coturn() as coturn_address:
-        if coturn_address is not None:
+    with coturn() as coturn_address:
+        if coturn_address is None:
+            skipped = f"skipped: {COTURN_MISSING}"
+            rows.append(_row("Binding RTT median, coturn", None, None, skipped))
+        else:
             measure("coturn", coturn_address)
     return rows
+
+
+def _row(
+    metric: str, ours: float | None, theirs: float | None, note: str, detail: Any = None
+) -> dict[str, Any]:
+    return {
+        "metric": metric,
+        "unit": "us",
+        "better": "lower",
+        "icestack": ours,
+        "aioice": theirs,
+        "ratio": ours / theirs if ours is not None and theirs else None,
+        "note": note,
+        "detail": detail,
+    }
 
 
 def main() -> None:
@@ -192,8 +164,11 @@ def main() -> None:
     if args.json:
         print(json.dumps(rows, indent=2))
         return
-    print(f"{'metric':40} {'icestack':>10} {'aioice':>10} {'ratio':>7}   (lower RTT is better)")
+    print(f"{'metric':40} {'icestack':>10} {'aioice':>10} {'ratio':>7}   (lower is better)")
     for row in rows:
+        if row["ratio"] is None:
+            print(f"{row['metric']:40} {row['note']}")
+            continue
         print(
             f"{row['metric']:40} {row['icestack']:>8.1f}us {row['aioice']:>8.1f}us"
             f" {row['ratio']:>6.2f}x"
