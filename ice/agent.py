@@ -48,6 +48,7 @@ from .events import (
     CandidateLearned,
     ConnectionState,
     ConnectionStateChanged,
+    ConsentExpired,
     Event,
     PairNominated,
     PairStateChanged,
@@ -65,6 +66,11 @@ CONSENT_INTERVAL = 5.0
 """The mean time between consent checks on a selected pair (RFC 7675 section 5.1)."""
 CONSENT_MIN_INTERVAL = 4.0
 DEFAULT_CONSENT_TIMEOUT = 30.0
+DEFAULT_DISCONNECT_TIMEOUT = 2 * CONSENT_INTERVAL
+"""No consent answer for this long makes the agent DISCONNECTED (until one comes)."""
+KEEPALIVE_INTERVAL = 15.0
+"""Tr (RFC 8445 section 11): the default, and the least allowed, time without a packet
+on a selected pair before a keepalive goes out on it."""
 DEFAULT_NOMINATION_WAIT = 1.0
 PEER_REFLEXIVE_LIMIT = 8
 """Peer-reflexive remote candidates learned at most per local base (also before the
@@ -87,6 +93,7 @@ _BINDING = Method.BINDING
 _REQUEST = Class.REQUEST
 _SUCCESS = Class.SUCCESS
 _ERROR = Class.ERROR
+_INDICATION = Class.INDICATION
 _USERNAME = Attr.USERNAME
 _PRIORITY = Attr.PRIORITY
 _USE_CANDIDATE = Attr.USE_CANDIDATE
@@ -127,6 +134,7 @@ class AgentStats:
     responses_sent: int = 0
     errors_sent: int = 0
     indications_received: int = 0
+    keepalives_sent: int = 0
     dropped_malformed: int = 0
     dropped_unauthenticated: int = 0
     dropped_unmatched: int = 0
@@ -157,7 +165,14 @@ class _Check:
 class _Component:
     """What the agent keeps per component."""
 
-    __slots__ = ("best", "consent_due", "consent_until", "first_valid_at", "nominating")
+    __slots__ = (
+        "best",
+        "consent_due",
+        "consent_until",
+        "first_valid_at",
+        "heard_at",
+        "nominating",
+    )
 
     def __init__(self) -> None:
         self.first_valid_at: float | None = None
@@ -166,6 +181,8 @@ class _Component:
         self.nominating: CandidatePair | None = None
         self.consent_due: float | None = None
         self.consent_until: float | None = None
+        self.heard_at: float | None = None
+        """When the latest consent answer on the selected pair arrived."""
 
 
 def _random_credentials(rng: random.Random) -> tuple[str, str]:
@@ -203,7 +220,21 @@ class Agent:
     Binding request every 5 s x uniform(0.8, 1.2), each sent once; consent holds while
     an authenticated answer to a request sent within the last ``consent_timeout``
     seconds has arrived, late answers included. Without it the agent fails with
-    :class:`~ice.ConnectionFailed`.
+    :class:`~ice.ConnectionFailed`; without an answer for ``disconnect_timeout`` it is
+    DISCONNECTED until the next answer. ``consent=False`` turns consent checks off
+    (for peers that cannot answer them); then a Binding indication keeps each selected
+    pair's NAT bindings alive when nothing was sent on it for ``keepalive_interval``
+    (Tr, RFC 8445 section 11). With consent on, every selected pair carries a request at
+    least every 6 s, less than Tr can be, so no keepalive is ever due.
+
+    The state is COMPLETED once it is CONNECTED, both sides have signalled their last
+    candidate (``add_local_candidate(None)``, ``add_remote_candidate(None)``) and no
+    check is left in flight or queued.
+
+    Resources are bounded: at most ``max_pairs`` pairs, one check in flight per pair
+    (plus cancelled ones waiting out their last answer), ``PEER_REFLEXIVE_LIMIT``
+    learned candidates per local base, and consent transactions for the last
+    ``consent_timeout`` seconds only.
     """
 
     __slots__ = (
@@ -215,6 +246,7 @@ class Agent:
         "_consenting",
         "_deadline",
         "_events",
+        "_keepalive_due",
         "_local_by_address",
         "_local_by_base",
         "_local_key",
@@ -227,6 +259,7 @@ class Agent:
         "_prflx_count",
         "_remote_by_address",
         "_remote_key",
+        "_resume_state",
         "_rng",
         "_started_at",
         "_succeeded_foundations",
@@ -237,11 +270,15 @@ class Agent:
         "aggressive",
         "checklist",
         "components",
+        "consent",
         "consent_timeout",
         "controlling",
+        "disconnect_timeout",
         "error",
         "ice_timeout",
+        "keepalive_interval",
         "local_candidates",
+        "local_end_of_candidates",
         "local_pwd",
         "local_ufrag",
         "nomination_wait",
@@ -270,6 +307,9 @@ class Agent:
         ice_timeout: float = DEFAULT_ICE_TIMEOUT,
         nomination_wait: float = DEFAULT_NOMINATION_WAIT,
         consent_timeout: float = DEFAULT_CONSENT_TIMEOUT,
+        consent: bool = True,
+        disconnect_timeout: float = DEFAULT_DISCONNECT_TIMEOUT,
+        keepalive_interval: float = KEEPALIVE_INTERVAL,
         max_pairs: int = 100,
         local_ufrag: str | None = None,
         local_pwd: str | None = None,
@@ -286,6 +326,12 @@ class Agent:
             raise ValueError(
                 "ice_timeout and consent_timeout must be positive, nomination_wait not negative"
             )
+        if disconnect_timeout <= 0:
+            raise ValueError("disconnect_timeout must be positive")
+        if keepalive_interval < KEEPALIVE_INTERVAL:
+            raise ValueError(
+                f"keepalive_interval must be at least {KEEPALIVE_INTERVAL:g} s (RFC 8445 Tr)"
+            )
         self._rng = rng if rng is not None else _SYSTEM_RANDOM
         rng = self._rng
         self.controlling = controlling
@@ -298,6 +344,9 @@ class Agent:
         self.ice_timeout = ice_timeout
         self.nomination_wait = nomination_wait
         self.consent_timeout = consent_timeout
+        self.consent = consent
+        self.disconnect_timeout = disconnect_timeout
+        self.keepalive_interval = keepalive_interval
         self.tie_breaker = tie_breaker if tie_breaker is not None else rng.getrandbits(64)
         ufrag, pwd = _random_credentials(rng)
         self.local_ufrag = (
@@ -321,6 +370,7 @@ class Agent:
         self._prflx_count = 0
         self._prflx_by_base: dict[Address, int] = {}
         self.remote_end_of_candidates = False
+        self.local_end_of_candidates = False
 
         self.checklist = CheckList(max_pairs)
         self.valid_pairs: dict[PairKey, CandidatePair] = {}
@@ -336,6 +386,8 @@ class Agent:
         self._components = [_Component() for _ in range(components)]
         self._consent: dict[bytes, tuple[CandidatePair, float]] = {}
         self._consenting = False
+        self._keepalive_due: float | None = None
+        self._resume_state = ConnectionState.CONNECTED  # what DISCONNECTED returns to
 
         self.state = ConnectionState.NEW
         self.error: ConnectionFailed | None = None
@@ -363,8 +415,13 @@ class Agent:
         if self._negotiate_ta:
             self.ta = max(self.proposed_ta, ta if ta is not None else DEFAULT_TA)
 
-    def add_local_candidate(self, candidate: Candidate) -> bool:
-        """A gathered candidate of ours (with its ``base``); False when redundant."""
+    def add_local_candidate(self, candidate: Candidate | None) -> bool:
+        """A gathered candidate of ours (with its ``base``); False when redundant. None
+        means gathering has ended (returns False)."""
+        if candidate is None:
+            self.local_end_of_candidates = True
+            self._maybe_complete()
+            return False
         if not 1 <= candidate.component <= self.components:
             raise ValueError(f"component {candidate.component} of {self.components}")
         if candidate.base is None:
@@ -385,6 +442,7 @@ class Agent:
         """A candidate the peer signalled; None means the peer has no more (RFC 8838)."""
         if candidate is None:
             self.remote_end_of_candidates = True
+            self._maybe_complete()
             return
         key = (candidate.component, candidate.address)
         if not 1 <= candidate.component <= self.components:
@@ -477,6 +535,7 @@ class Agent:
             if data is not None and not check.cancelled:
                 pair = check.pair
                 pair.requests_sent += 1
+                pair.last_sent_at = now
                 self.stats.retransmissions += 1
                 self._transmits.append(Transmit(data, pair.key[0], pair.key[1]))
             self._arm(check)
@@ -484,11 +543,15 @@ class Agent:
             self._timed_out()
         if self._consenting:
             self._keep_consent(now)
+        if self._keepalive_due is not None and now >= self._keepalive_due:
+            self._keep_alive(now)
         if self._checking:
             due = self._nomination_due() if self.controlling and not self.aggressive else None
             if due is not None and now >= due:
                 self._consider_nomination(now)
             self._pace(now)
+        if self.state is ConnectionState.CONNECTED:
+            self._maybe_complete()
 
     @property
     def ice_deadline(self) -> float | None:
@@ -502,10 +565,19 @@ class Agent:
             heapq.heappop(timers)
         deadline = timers[0][0] if timers else None
         if self._consenting:
+            disconnect = self.state is not ConnectionState.DISCONNECTED
             for part in self._components:
-                for wake in (part.consent_due, part.consent_until):
+                heard = part.heard_at
+                for wake in (
+                    part.consent_due,
+                    part.consent_until,
+                    heard + self.disconnect_timeout if disconnect and heard is not None else None,
+                ):
                     if wake is not None and (deadline is None or wake < deadline):
                         deadline = wake
+        keepalive = self._keepalive_due
+        if keepalive is not None and (deadline is None or keepalive < deadline):
+            deadline = keepalive
         if not self._checking:
             return deadline
         if self._deadline is not None and (deadline is None or self._deadline < deadline):
@@ -562,6 +634,8 @@ class Agent:
             self._handle_request(now, message, local, remote)
         elif cls is _SUCCESS or cls is _ERROR:
             self._handle_response(now, message, local, remote)
+            if self.state is ConnectionState.CONNECTED:
+                self._maybe_complete()
         else:
             self.stats.indications_received += 1
 
@@ -640,6 +714,11 @@ class Agent:
                 return
         pair.requests_received += 1
         pair.responses_sent += 1
+        pair.last_received_at = pair.last_sent_at = now
+        if self._consenting:
+            selected = self.selected.get(pair.component)
+            if selected is not None and selected.key == pair.key:
+                pair.consent_requests_received += 1
         state = pair.state
         if (
             state is not SUCCEEDED
@@ -726,6 +805,7 @@ class Agent:
         self._forget(check)
         pair = check.pair
         pair.responses_received += 1
+        pair.last_received_at = now
         if pair.removed or (not self._checking and not check.use_candidate):
             return
         if remote != pair.key[1] or local != pair.key[0]:
@@ -742,7 +822,10 @@ class Agent:
         if mapped is None:
             self._check_failed(now, check, "success response without XOR-MAPPED-ADDRESS")
             return
-        pair.rtt = transaction.rtt
+        rtt = transaction.rtt
+        if rtt is not None:
+            pair.rtt = rtt
+            pair.total_rtt += rtt
         self._check_succeeded(now, pair, check, mapped)
 
     # -- outcomes --------------------------------------------------------------------------
@@ -839,10 +922,14 @@ class Agent:
         if current is None or valid.priority > current.priority:
             self.selected[component] = valid
             self._events.append(SelectedPairChanged(component, valid))
-            part = self._components[component - 1]
-            part.consent_until = now + self.consent_timeout
-            part.consent_due = now + self._consent_interval()
-            self._consenting = True
+            if self.consent:
+                part = self._components[component - 1]
+                part.consent_until = now + self.consent_timeout
+                part.consent_due = now + self._consent_interval()
+                part.heard_at = now
+                self._consenting = True
+            elif self._keepalive_due is None:
+                self._keepalive_due = now + self.keepalive_interval
         if len(self.selected) == self.components and self.state is ConnectionState.CHECKING:
             self._completed()
 
@@ -974,6 +1061,9 @@ class Agent:
             if until is not None and now >= until:
                 self._consent_expired(component)
                 return
+        if self.state is not ConnectionState.DISCONNECTED and not self._heard_lately(now):
+            self._resume_state = self.state
+            self._set_state(ConnectionState.DISCONNECTED)
         horizon = now - self.consent_timeout
         consent = self._consent
         for transaction_id in [t for t, (_, sent) in consent.items() if sent <= horizon]:
@@ -989,6 +1079,8 @@ class Agent:
             )
             consent[transaction_id] = (pair, now)
             pair.requests_sent += 1
+            pair.consent_requests_sent += 1
+            pair.last_sent_at = now
             self.stats.consent_checks_sent += 1
             part.consent_due = now + self._consent_interval()
 
@@ -1011,17 +1103,32 @@ class Agent:
             return True
         del self._consent[message.transaction_id]
         pair.responses_received += 1
+        pair.last_received_at = now
+        pair.rtt = now - sent
+        pair.total_rtt += now - sent
         component = pair.component
         if self.selected.get(component) is pair:
             until = sent + self.consent_timeout
             part = self._components[component - 1]
             if part.consent_until is None or until > part.consent_until:
                 part.consent_until = until
+            part.heard_at = now
+            if self.state is ConnectionState.DISCONNECTED and self._heard_lately(now):
+                self._set_state(self._resume_state)
+                self._maybe_complete()
         return True
+
+    def _heard_lately(self, now: float) -> bool:
+        """Whether every selected pair had a consent answer within ``disconnect_timeout``."""
+        timeout = self.disconnect_timeout
+        return all(
+            part.heard_at is None or now < part.heard_at + timeout for part in self._components
+        )
 
     def _consent_expired(self, component: int) -> None:
         pair = self.selected[component]
         self._stop_consent()
+        self._events.append(ConsentExpired(pair))
         self._checking = False
         self.error = ConnectionFailed(
             f"consent to send expired: no answer from {pair.remote} to any consent check "
@@ -1033,8 +1140,38 @@ class Agent:
     def _stop_consent(self) -> None:
         self._consent.clear()
         self._consenting = False
+        self._keepalive_due = None
         for part in self._components:
-            part.consent_due = part.consent_until = None
+            part.consent_due = part.consent_until = part.heard_at = None
+
+    # -- keepalives (RFC 8445 section 11) and the end of checking ---------------------------
+
+    def _keep_alive(self, now: float) -> None:
+        """A Binding indication on each selected pair nothing was sent on for Tr."""
+        interval = self.keepalive_interval
+        due = None
+        for pair in self.selected.values():
+            last = pair.last_sent_at
+            if last is None or now - last >= interval:
+                data = Message(_BINDING, _INDICATION).encode(fingerprint=True)
+                self._transmits.append(Transmit(data, pair.key[0], pair.key[1]))
+                pair.last_sent_at = last = now
+                self.stats.keepalives_sent += 1
+            if due is None or last + interval < due:
+                due = last + interval
+        self._keepalive_due = due
+
+    def _maybe_complete(self) -> None:
+        """CONNECTED becomes COMPLETED once both sides have signalled their last
+        candidate and no check is left in flight or queued."""
+        if (
+            self.state is ConnectionState.CONNECTED
+            and self.local_end_of_candidates
+            and self.remote_end_of_candidates
+            and not self.checklist.triggered
+            and all(check.cancelled for check in self._checks.values())
+        ):
+            self._set_state(ConnectionState.COMPLETED)
 
     # -- sending checks --------------------------------------------------------------------
 
@@ -1080,6 +1217,7 @@ class Agent:
             self._set_pair_state(pair, IN_PROGRESS)
         if pair.checked_at is None:
             pair.checked_at = now
+        pair.last_sent_at = now
         pair.requests_sent += 1
         self.stats.checks_sent += 1
         self._transmits.append(Transmit(data, pair.key[0], pair.key[1]))

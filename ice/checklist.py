@@ -50,8 +50,10 @@ class CandidatePair:
 
     ``local`` is the candidate the pair was formed from (a host or relayed candidate; for
     a valid pair learned from a response, the server- or peer-reflexive candidate the
-    peer saw); data and checks leave from ``local.base``. The counters are kept by the
-    agent (STUN) and by the shell that carries the application's data (bytes).
+    peer saw); data and checks leave from ``local.base``. The counters, in the spirit of
+    RTCIceCandidatePairStats, are kept by the agent (STUN: requests, responses, consent,
+    RTT, last activity) and by the shell that carries the application's data (bytes,
+    packets, last activity). Times are the agent's clock.
     """
 
     __slots__ = (
@@ -59,13 +61,19 @@ class CandidatePair:
         "bytes_sent",
         "checked_at",
         "component",
+        "consent_requests_received",
+        "consent_requests_sent",
         "failure",
         "foundation",
         "key",
+        "last_received_at",
+        "last_sent_at",
         "local",
         "nominate_on_success",
         "nominated",
         "nominating",
+        "packets_received",
+        "packets_sent",
         "priority",
         "queued",
         "remote",
@@ -77,6 +85,7 @@ class CandidatePair:
         "rtt",
         "seq",
         "state",
+        "total_rtt",
         "valid",
     )
 
@@ -101,13 +110,23 @@ class CandidatePair:
         self.removed = False
         self.failure: str | None = None
         self.rtt: float | None = None
+        """The round-trip time of the latest answered check or consent request."""
+        self.total_rtt = 0.0
+        """The sum of every measured round-trip time (over ``responses_received``)."""
         self.checked_at: float | None = None
         self.requests_sent = 0
         self.requests_received = 0
         self.responses_sent = 0
         self.responses_received = 0
+        self.consent_requests_sent = 0
+        self.consent_requests_received = 0
         self.bytes_sent = 0
         self.bytes_received = 0
+        self.packets_sent = 0
+        self.packets_received = 0
+        self.last_sent_at: float | None = None
+        """When a packet (STUN or data) last left on this pair."""
+        self.last_received_at: float | None = None
 
     def set_role(self, controlling: bool) -> None:
         """Recompute the priority for the agent's (new) role."""

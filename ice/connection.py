@@ -28,11 +28,20 @@ from stun.transaction import ClientTransaction
 from turn.aio import Allocation, allocate
 from turn.errors import TurnError
 
-from .agent import DEFAULT_ICE_TIMEOUT, DEFAULT_TA, Agent, Nomination, is_stun
+from .agent import (
+    DEFAULT_CONSENT_TIMEOUT,
+    DEFAULT_DISCONNECT_TIMEOUT,
+    DEFAULT_ICE_TIMEOUT,
+    DEFAULT_TA,
+    KEEPALIVE_INTERVAL,
+    Agent,
+    Nomination,
+    is_stun,
+)
 from .candidate import Address, Candidate
 from .checklist import CandidatePair
 from .errors import ConnectionFailed, IceError
-from .events import CandidateLearned, ConnectionState, ConnectionStateChanged
+from .events import CandidateLearned, ConnectionState, ConnectionStateChanged, ConsentExpired
 from .gather import (
     DEFAULT_GATHER_TIMEOUT,
     ServerFailure,
@@ -113,6 +122,7 @@ class Connection:
 
     __slots__ = (
         "_ahead",
+        "_close_reason",
         "_closed",
         "_connect_started",
         "_connect_waiters",
@@ -163,6 +173,10 @@ class Connection:
         nomination: Nomination = "regular",
         global_pacing: bool = True,
         ice_timeout: float = DEFAULT_ICE_TIMEOUT,
+        consent: bool = True,
+        consent_timeout: float = DEFAULT_CONSENT_TIMEOUT,
+        disconnect_timeout: float = DEFAULT_DISCONNECT_TIMEOUT,
+        keepalive_interval: float = KEEPALIVE_INTERVAL,
         gather_timeout: float = DEFAULT_GATHER_TIMEOUT,
         max_pairs: int = 100,
         local_ufrag: str | None = None,
@@ -194,6 +208,10 @@ class Connection:
             nomination=nomination,
             pacer=GLOBAL_PACER if global_pacing else None,
             ice_timeout=ice_timeout,
+            consent=consent,
+            consent_timeout=consent_timeout,
+            disconnect_timeout=disconnect_timeout,
+            keepalive_interval=keepalive_interval,
             max_pairs=max_pairs,
             local_ufrag=local_ufrag,
             local_pwd=local_pwd,
@@ -219,6 +237,7 @@ class Connection:
         self._received: dict[int, deque[bytes]] = {}  # made when needed: 600 bytes each
         self._readers: dict[int, list[asyncio.Future[None]]] = {}  # made when needed
         self._closed = False
+        self._close_reason: BaseException | None = None
         self.failures: list[ServerFailure] = []
         """STUN and TURN servers that gave no candidate, and why."""
         self.dropped_data = 0
@@ -315,6 +334,10 @@ class Connection:
     def _end_gathering(self) -> None:
         self._gather_done = True
         self._wake_gatherers()
+        if not self._closed:
+            self.agent.add_local_candidate(None)
+            if self.agent.state is ConnectionState.COMPLETED:
+                self._service()
 
     def _emit(self, candidate: Candidate) -> None:
         if self._closed or not self.agent.add_local_candidate(candidate):
@@ -533,7 +556,7 @@ class Connection:
     def send_nowait(self, data: bytes, component: int = 1) -> None:
         """:meth:`send` without the coroutine."""
         if self._closed:
-            raise ConnectionClosed("the connection is closed")
+            raise self._closed_error()
         pair = self.agent.selected.get(component)
         if pair is None:
             raise IceError(f"component {component} has no selected pair yet (await connect())")
@@ -544,6 +567,12 @@ class Connection:
         else:
             self._relays[base].sendto(data, remote)
         pair.bytes_sent += len(data)
+        pair.packets_sent += 1
+        pair.last_sent_at = self._clock()
+
+    def _closed_error(self) -> BaseException:
+        """What send and recv raise once the connection is closed."""
+        return self._close_reason or ConnectionClosed("the connection is closed")
 
     async def recv(self, component: int = 1) -> bytes:
         """The next datagram the peer sent on ``component`` (over a valid pair)."""
@@ -553,7 +582,7 @@ class Connection:
         readers = self._readers.setdefault(component, [])
         while not queue:
             if self._closed:
-                raise ConnectionClosed("the connection is closed")
+                raise self._closed_error()
             reader = asyncio.get_running_loop().create_future()
             readers.append(reader)  # every waiting recv() is woken; one gets the datagram
             try:
@@ -577,6 +606,8 @@ class Connection:
                 self.dropped_data += 1
                 return
         pair.bytes_received += len(data)
+        pair.packets_received += 1
+        pair.last_received_at = self._clock()
         component = pair.component
         queue = self._queue(component)
         if len(queue) >= RECEIVE_QUEUE:
@@ -614,6 +645,8 @@ class Connection:
             elif isinstance(event, CandidateLearned) and not event.local:
                 for allocation in self._relays.values():
                     self._permit(allocation, event.candidate)
+            elif isinstance(event, ConsentExpired):
+                self._consent_expired()
         if self._loop is None or self._closed:
             return
         # A timer already set for earlier stays: waking early costs one idle
@@ -672,7 +705,29 @@ class Connection:
             return
         self.agent.close()
         self._service()
+        gathering = self._gathering
+        relays = self._shut(None)
+        if gathering is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await gathering
+        await self._release(relays)
+
+    def _consent_expired(self) -> None:
+        """RFC 7675: nothing more may be sent. Close, keeping the agent's reason for
+        :meth:`send` and :meth:`recv` to raise; the agent's state stays FAILED."""
+        relays = self._shut(self.agent.error)
+        if relays:
+            self._spawn(self._release(relays))
+
+    @staticmethod
+    async def _release(relays: list[Allocation]) -> None:
+        await asyncio.gather(*(a.close() for a in relays), return_exceptions=True)
+
+    def _shut(self, reason: BaseException | None) -> list[Allocation]:
+        """Stop the timer, the gathering and every task, close the host sockets and wake
+        every waiter; returns the TURN allocations still to be released."""
         self._closed = True
+        self._close_reason = reason
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -680,8 +735,6 @@ class Connection:
             self._wake(readers)
         if self._gathering is not None and not self._gathering.done():
             self._gathering.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._gathering
         # A task cancelled before its first step never runs _gather's ``finally``.
         self._gather_done = True
         self._wake_gatherers()
@@ -691,9 +744,9 @@ class Connection:
             host.socket.close()
         relays = list(self._relays.values())
         self._relays.clear()
-        await asyncio.gather(*(a.close() for a in relays), return_exceptions=True)
         if self._connect_started:
-            self._settle(ConnectionClosed("the connection was closed"))
+            self._settle(reason or ConnectionClosed("the connection was closed"))
+        return relays
 
     async def __aenter__(self) -> Connection:
         return self

@@ -11,14 +11,26 @@ from .errors import ConnectionFailed
 
 
 class ConnectionState(StrEnum):
-    """The agent's overall state, named after the W3C RTCIceConnectionState values."""
+    """The agent's overall state, after the W3C RTCIceConnectionState values.
+
+    CONNECTED: every component has a selected pair. COMPLETED: besides, both sides have
+    signalled their last candidate and no check is left to run. DISCONNECTED: a selected
+    pair has had no consent answer for ``disconnect_timeout`` (it may come back, and the
+    state with it). FAILED: no selected pair within the ICE timeout, or consent expired.
+    """
 
     NEW = "new"
     CHECKING = "checking"
     CONNECTED = "connected"
     COMPLETED = "completed"
+    DISCONNECTED = "disconnected"
     FAILED = "failed"
     CLOSED = "closed"
+
+    @property
+    def usable(self) -> bool:
+        """Whether data can flow: connected, completed or disconnected (for now)."""
+        return self in _USABLE
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +75,14 @@ class RoleChanged:
 
 
 @dataclass(frozen=True, slots=True)
+class ConsentExpired:
+    """No consent answer on ``pair`` for ``consent_timeout`` (RFC 7675): nothing more
+    may be sent on it; the agent fails."""
+
+    pair: CandidatePair
+
+
+@dataclass(frozen=True, slots=True)
 class ConnectionStateChanged:
     """The agent's :class:`ConnectionState` changed; ``error`` is set on FAILED."""
 
@@ -76,5 +96,10 @@ Event = (
     | SelectedPairChanged
     | CandidateLearned
     | RoleChanged
+    | ConsentExpired
     | ConnectionStateChanged
+)
+
+_USABLE = frozenset(
+    (ConnectionState.CONNECTED, ConnectionState.COMPLETED, ConnectionState.DISCONNECTED)
 )

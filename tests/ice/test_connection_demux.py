@@ -112,7 +112,7 @@ async def test_malformed_stun_is_dropped_and_counted(malformed: bytes) -> None:
             await assert_next(a, b, b"still connected")
         assert a.agent.stats.dropped_malformed == 2
         assert a.dropped_data == 0
-        assert a.state is ice.ConnectionState.CONNECTED
+        assert a.state is ice.ConnectionState.COMPLETED
 
 
 async def test_unauthenticated_check_gets_401_and_opens_no_path() -> None:
