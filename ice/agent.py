@@ -514,17 +514,25 @@ class Agent:
         self._stop_consent()
         self._set_state(ConnectionState.CLOSED)
 
-    def handle_timeout(self, now: float) -> None:
-        """Advance the clock: retransmissions, failures, the ICE timeout, paced checks."""
+    def handle_timeout(self, now: float, early: float = 0.0) -> None:
+        """Advance the clock: retransmissions, failures, the ICE timeout, paced checks.
+
+        ``early`` also does now what falls due within that many seconds (checks,
+        retransmissions, consent checks; never the ICE timeout, consent expiry or
+        DISCONNECTED): a shell whose timers fire late (asyncio's selectors wait whole
+        milliseconds) arms them that much early, so that no check leaves late, while
+        ``now`` stays the true time for RTTs and the record.
+        """
         if self.state is ConnectionState.CLOSED:
             return
+        soon = now + early
         timers = self._timers
-        while timers and timers[0][0] <= now:
+        while timers and timers[0][0] <= soon:
             check = heapq.heappop(timers)[2]
             transaction = check.transaction
             if transaction.done:
                 continue
-            transaction.handle_timeout(now)
+            transaction.handle_timeout(soon)
             error = transaction.error  # set when the transaction timed out just now
             if error is not None:
                 self._forget(check)
@@ -542,14 +550,14 @@ class Agent:
         if self._deadline is not None and now >= self._deadline:
             self._timed_out()
         if self._consenting:
-            self._keep_consent(now)
-        if self._keepalive_due is not None and now >= self._keepalive_due:
-            self._keep_alive(now)
+            self._keep_consent(now, soon)
+        if self._keepalive_due is not None and soon >= self._keepalive_due:
+            self._keep_alive(now, soon)
         if self._checking:
             due = self._nomination_due() if self.controlling and not self.aggressive else None
-            if due is not None and now >= due:
-                self._consider_nomination(now)
-            self._pace(now)
+            if due is not None and soon >= due:
+                self._consider_nomination(soon)
+            self._pace(now, soon)
         if self.state is ConnectionState.CONNECTED:
             self._maybe_complete()
 
@@ -1054,7 +1062,7 @@ class Agent:
     def _consent_interval(self) -> float:
         return max(CONSENT_MIN_INTERVAL, CONSENT_INTERVAL * self._rng.uniform(0.8, 1.2))
 
-    def _keep_consent(self, now: float) -> None:
+    def _keep_consent(self, now: float, soon: float) -> None:
         """Send the consent checks that are due; fail when consent has expired."""
         for component, part in enumerate(self._components, 1):
             until = part.consent_until
@@ -1070,7 +1078,7 @@ class Agent:
             del consent[transaction_id]
         for component, part in enumerate(self._components, 1):
             due = part.consent_due
-            if due is None or now < due:
+            if due is None or soon < due:
                 continue
             pair = self.selected[component]
             transaction_id = self._rng.randbytes(12)
@@ -1146,13 +1154,13 @@ class Agent:
 
     # -- keepalives (RFC 8445 section 11) and the end of checking ---------------------------
 
-    def _keep_alive(self, now: float) -> None:
+    def _keep_alive(self, now: float, soon: float) -> None:
         """A Binding indication on each selected pair nothing was sent on for Tr."""
         interval = self.keepalive_interval
         due = None
         for pair in self.selected.values():
             last = pair.last_sent_at
-            if last is None or now - last >= interval:
+            if last is None or last + interval <= soon:
                 data = Message(_BINDING, _INDICATION).encode(fingerprint=True)
                 self._transmits.append(Transmit(data, pair.key[0], pair.key[1]))
                 pair.last_sent_at = last = now
@@ -1175,12 +1183,15 @@ class Agent:
 
     # -- sending checks --------------------------------------------------------------------
 
-    def _pace(self, now: float) -> None:
-        """Send the next check if the pacing allows it now."""
-        if now < self._next_slot or self._remote_key is None:
+    def _pace(self, now: float, soon: float | None = None) -> None:
+        """Send the next check if the pacing allows it by ``soon`` (``now`` if None).
+        The next slot is Ta after this one, however early the check left."""
+        if soon is None:
+            soon = now
+        if soon < self._next_slot or self._remote_key is None:
             return
         pacer = self._pacer
-        if pacer is not None and pacer.slot(now) > now:
+        if pacer is not None and pacer.slot(soon) > soon:
             return
         checklist = self.checklist
         pair = checklist.pop_triggered()
@@ -1189,9 +1200,9 @@ class Agent:
             if pair is None:
                 return
         self._send_check(now, pair)
-        self._next_slot = now + self.ta
+        self._next_slot = max(now, self._next_slot) + self.ta
         if pacer is not None:
-            pacer.take(now)
+            pacer.take(pacer.slot(now))
 
     def _send_check(self, now: float, pair: CandidatePair) -> None:
         assert self._remote_key is not None

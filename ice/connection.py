@@ -63,15 +63,36 @@ _GATHER_RTO = 0.5
 TIMER_LEAD = 0.001
 """asyncio's selectors wait in whole milliseconds, rounded up: a timer armed for its
 deadline fires 0.4-0.6 ms late as a rule, a delay that every paced check would add.
-The agent's timer is armed this much early instead, and served as at its deadline when
-it fires before it: the agent's clock, which never goes backwards, then runs up to this
-much ahead of the wall clock, so that on the wall clock a check may leave up to 1 ms
-before its pacing slot (never later because of the timer). The ICE timeout is not
-served early: ConnectionFailed never comes before it."""
+The agent's timer is armed this much early instead, and the agent does what falls due
+within this much of the wall clock (``Agent.handle_timeout(now, early=...)``): a check
+may leave up to 1 ms before its pacing slot, never later because of the timer, while
+the agent's clock stays the wall clock (RTTs are true). The ICE timeout is not served
+early: ConnectionFailed never comes before it."""
 
 
 class ConnectionClosed(IceError, ConnectionError):
     """The connection was closed (by :meth:`Connection.close` or a failure)."""
+
+
+_COUNTERS = (
+    "total_rtt",
+    "requests_sent",
+    "requests_received",
+    "responses_sent",
+    "responses_received",
+    "consent_requests_sent",
+    "consent_requests_received",
+    "bytes_sent",
+    "bytes_received",
+    "packets_sent",
+    "packets_received",
+)
+"""The per-pair counters :meth:`Connection.stats` reports."""
+
+
+def _latest(times: Iterable[float | None]) -> float | None:
+    known = [t for t in times if t is not None]
+    return max(known) if known else None
 
 
 def _ignore_socket_error(exc: OSError) -> None:
@@ -121,7 +142,6 @@ class Connection:
     """
 
     __slots__ = (
-        "_ahead",
         "_close_reason",
         "_closed",
         "_connect_started",
@@ -220,7 +240,6 @@ class Connection:
         self._time: Callable[[], float] = time.monotonic
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
-        self._ahead = 0.0  # the agent's clock: the wall clock, or a deadline served early
         self._hosts: dict[Address, _Host] = {}
         self._relays: dict[Address, Allocation] = {}
         self._queries: dict[bytes, tuple[ClientTransaction, asyncio.Future[Message | None]]] = {}
@@ -522,7 +541,7 @@ class Connection:
             if self._gather_error is not None:
                 self._settle(self._gather_error)
             elif not self._closed:  # closed meanwhile: close() settles the outcome
-                self.agent.start(self._clock())
+                self.agent.start(self._time())
                 self._service()
         waiters = self._connect_waiters
         while self._outcome is None:
@@ -568,7 +587,7 @@ class Connection:
             self._relays[base].sendto(data, remote)
         pair.bytes_sent += len(data)
         pair.packets_sent += 1
-        pair.last_sent_at = self._clock()
+        pair.last_sent_at = self._time()
 
     def _closed_error(self) -> BaseException:
         """What send and recv raise once the connection is closed."""
@@ -595,7 +614,7 @@ class Connection:
     def _received_datagram(self, data: bytes, base: Address, source: Address) -> None:
         agent = self.agent
         if is_stun(data):
-            agent.handle_datagram(self._clock(), data, base, source)
+            agent.handle_datagram(self._time(), data, base, source)
             self._service()
             return
         key = (base, source)
@@ -607,7 +626,7 @@ class Connection:
                 return
         pair.bytes_received += len(data)
         pair.packets_received += 1
-        pair.last_received_at = self._clock()
+        pair.last_received_at = self._time()
         component = pair.component
         queue = self._queue(component)
         if len(queue) >= RECEIVE_QUEUE:
@@ -662,20 +681,10 @@ class Connection:
         self._timer = self._loop.call_at(deadline - lead, self._on_timer)
 
     def _on_timer(self) -> None:
-        deadline = self._timer_at
         self._timer = None
         self._timer_at = None
-        now = self._clock()
-        if deadline is not None and now < deadline:
-            self._ahead = now = deadline
-        self.agent.handle_timeout(now)
+        self.agent.handle_timeout(self._time(), TIMER_LEAD)
         self._service()
-
-    def _clock(self) -> float:
-        """The time for the agent: the wall clock, unless a timer served early put the
-        agent ahead of it (see ``TIMER_LEAD``)."""
-        now = self._time()
-        return now if now >= self._ahead else self._ahead
 
     def _transmit(self, data: bytes, local: Address, remote: Address) -> None:
         host = self._hosts.get(local)
@@ -757,13 +766,16 @@ class Connection:
     # -- statistics ------------------------------------------------------------------------
 
     def stats(self) -> list[dict[str, Any]]:
-        """Per candidate pair: state, nomination, RTT, requests and responses sent and
-        received, bytes sent and received."""
+        """Per candidate pair, in the spirit of RTCIceCandidatePairStats: state,
+        nomination, RTT (latest and total), requests, responses and consent requests sent
+        and received, bytes and packets both ways, when a packet was last sent and
+        received (agent clock). A pair and the valid pair its check produced are one row."""
         selected = {id(p) for p in self.agent.selected.values()}
         rows = []
         pairs: Iterable[CandidatePair] = self.agent.pairs()
         for pair in pairs:
             valid = pair.valid or pair
+            both = (pair,) if valid is pair else (pair, valid)
             rows.append(
                 {
                     "local": str(valid.local),
@@ -773,13 +785,10 @@ class Connection:
                     "nominated": valid.nominated,
                     "selected": id(valid) in selected,
                     "priority": pair.priority,
-                    "rtt": pair.rtt,
-                    "requests_sent": pair.requests_sent,
-                    "requests_received": pair.requests_received,
-                    "responses_sent": pair.responses_sent,
-                    "responses_received": pair.responses_received,
-                    "bytes_sent": valid.bytes_sent,
-                    "bytes_received": valid.bytes_received,
+                    "rtt": valid.rtt if valid.rtt is not None else pair.rtt,
+                    **{name: sum(getattr(p, name) for p in both) for name in _COUNTERS},
+                    "last_sent_at": _latest(p.last_sent_at for p in both),
+                    "last_received_at": _latest(p.last_received_at for p in both),
                 }
             )
         return rows

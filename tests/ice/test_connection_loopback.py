@@ -59,7 +59,10 @@ async def test_connects_and_carries_data(nomination: str) -> None:
             assert row["bytes_sent"] == row["bytes_received"] == 5 * len(b"a->b 0")
             assert row["requests_sent"] > 0 and row["responses_received"] > 0
             assert row["requests_received"] > 0 and row["responses_sent"] > 0
-            assert row["rtt"] is not None
+            assert row["rtt"] is not None and row["total_rtt"] >= row["rtt"] > 0
+            assert row["packets_sent"] == row["packets_received"] == 5
+            assert row["last_received_at"] >= row["last_sent_at"] or conn is b
+            assert row["consent_requests_sent"] == 0  # the first comes after 4 s at least
             assert conn.dropped_data == 0
 
 

@@ -1,0 +1,37 @@
+"""Consent expiry on a real :class:`ice.Connection`: it closes itself, and send() and
+recv() say why (RFC 7675: nothing more may be sent)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+import ice
+from tests.ice.connection_support import bounded, connect_both, connections, signal
+
+pytestmark = pytest.mark.usefixtures("loop_errors")
+
+
+def _open_files() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+async def test_consent_expiry_closes_the_connection_with_its_reason() -> None:
+    async with connections() as make:
+        # Consent lasts 0.3 s from selection; the first consent check leaves after 4 s
+        # at the earliest, so nothing can renew it: it expires 0.3 s after connecting.
+        a = make(True, consent_timeout=0.3)
+        b = make(False)
+        await signal(a, b)
+        await connect_both(a, b)
+        files = _open_files()
+
+        with pytest.raises(ice.ConnectionFailed, match="consent to send expired"):
+            await bounded(a.recv())
+        assert a.state is ice.ConnectionState.FAILED
+        with pytest.raises(ice.ConnectionFailed, match="consent to send expired"):
+            await a.send(b"no more")
+        assert _open_files() == files - 1  # a's one host socket is closed
+        await a.close()  # still fine afterwards
+        assert b.state.usable  # the peer only notices through its own consent checks
