@@ -113,3 +113,92 @@ def test_unauthenticated_answers_do_not_extend_consent() -> None:
         a.handle_datagram(net.now, forged, local=pair.key[0], remote=pair.key[1])
     assert a.stats.dropped_unauthenticated == len(open_checks)
     assert set(a._consent) == set(open_checks)
+
+
+def _states(agent: ice.Agent) -> list[ice.ConnectionState]:
+    """Every state change left in the agent's event queue."""
+    changes = []
+    while (event := agent.poll_event()) is not None:
+        if isinstance(event, ice.ConnectionStateChanged):
+            changes.append(event.state)
+    return changes
+
+
+def test_silence_makes_the_agent_disconnected_and_an_answer_brings_it_back() -> None:
+    """No consent answer for disconnect_timeout (10 s by default): DISCONNECTED, exactly
+    then; the first answer after the peer is heard again: CONNECTED, with consent held."""
+    net = Network(seed=8)
+    a, b = _connected_pair(net)
+    heard = a._components[0].heard_at  # white-box: selection, the last time A heard B
+    assert heard is not None
+    silent_from, silent_until = net.now, net.now + 14.0
+    b_base = b.selected[1].base
+    net.drop_if = lambda p: silent_from <= net.now < silent_until and p.src == b_base
+    seen: list[tuple[float, ice.ConnectionState]] = []
+    last = a.state
+
+    def watch() -> bool:
+        nonlocal last
+        if a.state is not last:
+            seen.append((net.now, a.state))
+            last = a.state
+        return False
+
+    net.run(until=net.now + 30.0, stop=watch)
+    disconnected, connected = ice.ConnectionState.DISCONNECTED, ice.ConnectionState.CONNECTED
+    assert [state for _, state in seen] == [disconnected, connected]
+    assert seen[0][0] == pytest.approx(heard + a.disconnect_timeout, abs=1e-9)
+    assert silent_until <= seen[1][0] < silent_until + 7.0  # the next consent answer
+    assert b.state is connected
+
+
+def test_consent_expiry_is_an_event_and_ends_every_consent_transaction() -> None:
+    net = Network(seed=9)
+    a, b = _connected_pair(net, consent_timeout=12.0)
+    b_base = b.selected[1].base
+    net.drop_if = lambda p: p.src == b_base
+    while a.poll_event() is not None:
+        pass
+    net.run(until=net.now + 60.0, stop=lambda: a.state is ice.ConnectionState.FAILED)
+    events = []
+    while (event := a.poll_event()) is not None:
+        events.append(event)
+    expired = [e for e in events if isinstance(e, ice.ConsentExpired)]
+    assert [e.pair for e in expired] == [a.selected[1]]
+    assert not a._consent  # white-box: no consent transaction left
+    sent = a.stats.consent_checks_sent
+    net.run(until=net.now + 60.0)
+    assert a.stats.consent_checks_sent == sent  # nothing more is sent
+    assert a.poll_timeout() is None
+
+
+def test_without_consent_keepalives_go_out_after_tr_of_silence_on_the_selected_pair() -> None:
+    net = Network(seed=10)
+    a, b = _connected_pair(net, consent=False)
+    start = net.now
+    a_pair, b_pair = a.selected[1], b.selected[1]
+    net.run(until=start + 100.0)
+    assert a.stats.consent_checks_sent == b.stats.consent_checks_sent == 0
+    # Nothing else is sent on the pairs, so one indication every 15 s from each side;
+    # each side's first is due Tr after its last check or answer.
+    for agent, pair in ((a, a_pair), (b, b_pair)):
+        assert agent.stats.keepalives_sent == 6
+        assert pair.last_sent_at is not None and start + 85.0 <= pair.last_sent_at
+    assert a.stats.indications_received == b.stats.indications_received == 6
+    assert a.state is b.state is ice.ConnectionState.CONNECTED
+
+
+def test_keepalive_interval_under_tr_is_refused() -> None:
+    with pytest.raises(ValueError, match="at least 15 s"):
+        ice.Agent(True, keepalive_interval=14.9)
+
+
+def test_both_ends_of_candidates_and_no_check_left_make_it_completed() -> None:
+    net = Network(seed=11)
+    a, b = _connected_pair(net)
+    assert a.state is b.state is ice.ConnectionState.CONNECTED  # no local end signalled
+    a.add_remote_candidate(None)
+    assert ice.ConnectionState.COMPLETED not in _states(a)
+    a.add_local_candidate(None)
+    assert _states(a) == [ice.ConnectionState.COMPLETED]
+    assert b.state is ice.ConnectionState.CONNECTED
