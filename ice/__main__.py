@@ -1,53 +1,234 @@
-"""``python -m ice``: gather candidates, or watch two agents connect on this machine."""
+"""``python -m ice``: gather candidates, connect to a peer and chat or move a file, or
+watch two agents connect on this machine."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
+import json
+import os
 import sys
 import time
-from typing import Any
+from collections.abc import Callable, Coroutine, Iterable
+from typing import Any, TextIO
 
 from stun import cli
 from stun.service import serve
+from turn.uri import parse_turn_uri
 
 from .candidate import Candidate
+from .channel import Channel
 from .checklist import CandidatePair
 from .connection import Connection
-from .gather import TurnServer
+from .errors import ConnectionFailed, IceError
+from .gather import TurnServer, stun_server
 from .interfaces import HostAddress
+from .offer import Mode, Offer, check_modes, choose_role, tie_breaker
+from .progress import Progress, server_names
+from .reliable import MAX_PAYLOAD, Reliable
+from .session import BYE, Transfer, chat, receive_file, send_file
+from .signalling import SignalAddress, exchange, parse_signal
+from .stdio import Lines
+
+CONNECT_TIMEOUT = 30.0
+"""Seconds ICE may take to connect once the peer's line is in, and the peer's side to
+answer on the channel after that (``--timeout``): long enough for a person to paste our
+line on the other side."""
 
 EXAMPLES = """\
 examples:
+  ice connect                           talk to a peer on this LAN (see ice connect --help)
   ice demo                              two agents on loopback: gather, connect, exchange data
   ice gather --include-loopback         host candidates of this machine
   ice gather --stun stun:127.0.0.1:3478 --turn turn:127.0.0.1:3478 -u alice -p secret
 
-Only the servers you name are contacted.
+Only the servers you name (and the peer you connect to) are contacted.
 exit codes: 0 ok, 1 a server failed or ICE failed, 2 bad usage, 130 interrupted
 """
+
+GATHER_EPILOG = """\
+With no --stun or --turn only host candidates are gathered and no server is contacted.
+While servers are pending a status line names them (redrawn in place on a terminal, a
+plain line each second otherwise, none with --json). Every server that failed is named
+with the reason (timeout, 401, 403, DNS, refused), and the exit code is then 1.
+--timeout S: how long each server may take (default 3 s).
+
+examples:
+  ice gather                                              host candidates only
+  ice gather --stun stun:stun.example.org:3478            and a server-reflexive one
+  ice gather --turn turn:turn.example.org -u alice -p secret               and a relayed one
+  ice gather --turn 'turn:turn.example.org?transport=tcp' -u alice -p secret --json
+
+exit codes: 0 ok, 1 a server failed (or no usable address), 2 bad usage, 130 interrupted
+"""
+
+CONNECT_EPILOG = """\
+Prints our offer as one line, reads the peer's (from stdin, or over --signal), connects,
+prints the selected pair and the time it took, then chats: lines typed here go to the
+peer, the peer's lines are printed, until end of input (Ctrl-D) or Ctrl-C on either side.
+--send FILE / --receive FILE move one file instead, checked end to end with SHA-256.
+
+With no --stun or --turn the offer has host candidates only: that connects two machines
+on the same LAN (or this machine, with --include-loopback). Across NATs add a STUN
+server; where even that fails (symmetric NAT, UDP blocked) a TURN server relays. Only
+the servers you name and the peer you pair with are contacted.
+
+Who controls ICE is settled for you: the side whose line carries the higher ICE
+tie-breaker; --controlling or --controlled picks a tie-breaker that wins or loses
+against any side that picked none. --timeout S bounds the wait for the peer's line (no
+limit by default), then ICE (30 s by default). --signal unix:PATH or tcp:HOST:PORT:
+both sides name the same place; the first there listens, the other connects. The line
+carries the ICE password: signal over TCP only across a network you trust.
+
+examples:
+  ice connect                          same LAN: give the printed line to the peer, paste theirs
+  ice connect --stun stun:stun.example.org:3478                           across NATs
+  ice connect --stun stun:stun.example.org --turn turn:turn.example.org -u alice -p secret
+  ice connect --signal tcp:0.0.0.0:7000 --receive photo.jpg      on one machine (it listens)
+  ice connect --signal tcp:192.0.2.7:7000 --send photo.jpg       on the other (it connects)
+  ice connect --include-loopback --signal unix:/tmp/ice.sock     in two terminals here
+
+exit codes: 0 ok, 1 failed (one line on stderr says why), 2 bad usage, 130 interrupted
+"""
+
+
+def _stun_url(text: str) -> str:
+    try:
+        stun_server(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def _turn_url(text: str) -> str:
+    try:
+        parse_turn_uri(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def _ip(text: str) -> str:
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an IP address") from None
+
+
+def _signal(text: str) -> SignalAddress:
+    try:
+        return parse_signal(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _pacing(text: str) -> int:
+    if not (text.isdigit() and 50 <= int(text) <= 10_000):
+        raise argparse.ArgumentTypeError(f"{text!r} is not 50 to 10000 milliseconds")
+    return int(text)
+
+
+def _candidate_options() -> argparse.ArgumentParser:
+    """The flags that say which candidates to gather (gather and connect)."""
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument(
+        "--stun",
+        action="append",
+        default=[],
+        type=_stun_url,
+        metavar="URL",
+        help="STUN server, stun:HOST[:PORT] (repeatable)",
+    )
+    parent.add_argument(
+        "--turn",
+        action="append",
+        default=[],
+        type=_turn_url,
+        metavar="URL",
+        help="TURN server, turn:HOST[:PORT][?transport=tcp] or turns:HOST[:PORT] "
+        "(repeatable; with -u and -p)",
+    )
+    parent.add_argument("-u", "--username", help="TURN username")
+    parent.add_argument("-p", "--password", help="TURN password")
+    parent.add_argument("--ipv6", action="store_true", help="gather IPv6 candidates too")
+    parent.add_argument(
+        "--include-loopback", action="store_true", help="offer 127.0.0.1 (and ::1) too"
+    )
+    parent.add_argument(
+        "--address",
+        action="append",
+        default=[],
+        type=_ip,
+        metavar="IP",
+        help="gather host candidates on this local address only (repeatable; a loopback "
+        "address needs no --include-loopback)",
+    )
+    return parent
+
+
+def _connect_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
+    connect = commands.add_parser(
+        "connect",
+        parents=parents,
+        help="connect to a peer (offer lines by copy and paste or --signal), then chat or "
+        "send a file",
+        description="Connect to a peer with ICE, on the same LAN or (with servers) across NATs.",
+        epilog=CONNECT_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    role = connect.add_mutually_exclusive_group()
+    for name in ("controlling", "controlled"):
+        role.add_argument(
+            f"--{name}",
+            dest="role",
+            action="store_const",
+            const=name,
+            default="auto",
+            help=f"be the {name} agent (default: whichever side the tie-breakers say)",
+        )
+    connect.add_argument(
+        "--signal",
+        type=_signal,
+        metavar="unix:PATH|tcp:HOST:PORT",
+        help="exchange the offer lines there instead of stdin/stdout",
+    )
+    transfer = connect.add_mutually_exclusive_group()
+    transfer.add_argument("--send", metavar="FILE", help="send FILE, then exit")
+    transfer.add_argument(
+        "--receive", metavar="FILE", help="write the file the peer sends to FILE, then exit"
+    )
+    connect.add_argument(
+        "--ta",
+        type=_pacing,
+        default=50,
+        metavar="MS",
+        help="pace checks at MS ms or slower (50 to 10000, default 50; the higher "
+        "proposal of the two sides is used)",
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
     common = cli.common_options()
+    candidates = _candidate_options()
     parser = argparse.ArgumentParser(
         prog="ice",
-        description="ICE (RFC 8445) tools: gather candidates, demonstrate a connection.",
+        description="ICE (RFC 8445) tools: gather candidates, connect to a peer, "
+        "demonstrate a connection.",
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    gather = commands.add_parser(
-        "gather", parents=[common], help="print local candidates as they are gathered"
+    commands.add_parser(
+        "gather",
+        parents=[common, candidates],
+        help="print local candidates as they are gathered",
+        description="Print local candidates as they are gathered; name every server that "
+        "failed, and why.",
+        epilog=GATHER_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    gather.add_argument("--stun", action="append", default=[], metavar="URL", help="STUN server")
-    gather.add_argument("--turn", action="append", default=[], metavar="URL", help="TURN server")
-    gather.add_argument("-u", "--username", help="TURN username")
-    gather.add_argument("-p", "--password", help="TURN password")
-    gather.add_argument("--ipv6", action="store_true", help="gather IPv6 candidates too")
-    gather.add_argument(
-        "--include-loopback", action="store_true", help="offer 127.0.0.1 (and ::1) too"
-    )
+    _connect_parser(commands, [common, candidates])
     commands.add_parser(
         "demo",
         parents=[common],
@@ -69,42 +250,52 @@ def _candidate_record(candidate: Candidate, elapsed: float) -> dict[str, Any]:
     }
 
 
+def _connection_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The Connection settings of the candidate flags."""
+    wanted = set(args.address)
+    return {
+        "stun_servers": args.stun,
+        "turn_servers": [TurnServer(url, args.username, args.password) for url in args.turn],
+        "include_loopback": args.include_loopback or bool(wanted),
+        "ipv6": args.ipv6,
+        "address_filter": (lambda address: address.ip in wanted) if wanted else None,
+    }
+
+
+def _progress(args: argparse.Namespace, conn: Connection, stream: TextIO) -> Progress:
+    servers = server_names(args.stun, args.turn)
+    return Progress(conn, servers, stream, enabled=not args.json)
+
+
 async def _gather(args: argparse.Namespace) -> int:
-    turn = [TurnServer(url, args.username, args.password) for url in args.turn]
-    options: dict[str, Any] = {"gather_timeout": args.timeout or 3.0}
-    conn = Connection(
-        True,
-        stun_servers=args.stun,
-        turn_servers=turn,
-        include_loopback=args.include_loopback,
-        ipv6=args.ipv6,
-        **options,
-    )
+    conn = Connection(True, gather_timeout=args.timeout or 3.0, **_connection_options(args))
     start = time.monotonic()
     count = 0
     try:
-        async for candidate in conn.gather():
-            count += 1
-            record = _candidate_record(candidate, time.monotonic() - start)
-            related = f"  (from {record['related']})" if record["related"] else ""
-            via = f"  via {candidate.server}" if candidate.server else ""
-            cli.emit(
-                args,
-                record,
-                f"{record['ms']:8.2f} ms  {record['type']:<6} {record['protocol']} "
-                f"{record['address']:<24} priority {candidate.priority}{related}{via}",
-            )
+        async with _progress(args, conn, sys.stdout) as progress:
+            async for candidate in conn.gather():
+                count += 1
+                with progress.paused():
+                    _print_candidate(args, candidate, time.monotonic() - start)
     finally:
         await conn.close()
     for failure in conn.failures:
-        cli.emit(
-            args,
-            {"server": failure.server, "error": failure.reason},
-            f"failed: {failure}",
-        )
+        cli.emit(args, {"server": failure.server, "error": failure.reason}, f"failed: {failure}")
     summary = f"{count} candidates, {len(conn.failures)} servers failed"
     cli.emit(args, {"candidates": count, "failed": len(conn.failures)}, summary)
     return cli.EXIT_FAILED if conn.failures else cli.EXIT_OK
+
+
+def _print_candidate(args: argparse.Namespace, candidate: Candidate, elapsed: float) -> None:
+    record = _candidate_record(candidate, elapsed)
+    related = f"  (from {record['related']})" if record["related"] else ""
+    via = f"  via {candidate.server}" if candidate.server else ""
+    cli.emit(
+        args,
+        record,
+        f"{record['ms']:8.2f} ms  {record['type']:<6} {record['protocol']} "
+        f"{record['address']:<24} priority {candidate.priority}{related}{via}",
+    )
 
 
 def _loopback(address: HostAddress) -> bool:
@@ -195,14 +386,230 @@ def _timeline(args: argparse.Namespace, name: str, conn: Connection, begin: floa
         )
 
 
+def _notice(args: argparse.Namespace, record: dict[str, Any], text: str) -> None:
+    """Say how things stand: a JSON line on stdout with --json, else a line on stderr
+    (stdout carries the offer, the connection and the peer's lines)."""
+    if args.json:
+        cli.emit(args, record, text)
+    else:
+        print(text, file=sys.stderr, flush=True)
+
+
+def _mode(args: argparse.Namespace) -> Mode:
+    return "send" if args.send else "receive" if args.receive else "chat"
+
+
+async def _connect(args: argparse.Namespace) -> int:
+    conn = _new_connection(args)
+    lines = Lines()
+    try:
+        ours = await _offer(args, conn)
+        cli.emit(args, {"offer": ours.encode()}, ours.encode())
+        theirs = await _peer_offer(args, ours, lines)
+        check_modes(ours, theirs)
+        _take_role(conn, choose_role(ours, theirs))
+        if args.verbose:
+            _show_candidates(args, "remote", theirs.candidates)
+        pair = await _connected(args, conn, theirs)
+        core = Reliable(rtt=pair.rtt, contact_timeout=args.timeout or CONNECT_TIMEOUT)
+        channel = Channel(conn, core)
+        try:
+            return await _session(args, channel, lines)
+        finally:
+            await channel.close()
+    finally:
+        await conn.close()
+
+
+def _new_connection(args: argparse.Namespace) -> Connection:
+    """The connection, its role a first guess until the peer's line settles it (a forced
+    role is set for good: see :func:`ice.offer.tie_breaker`)."""
+    conn = Connection(
+        args.role != "controlled",
+        ice_timeout=args.timeout or CONNECT_TIMEOUT,
+        ta=args.ta / 1000,
+        **_connection_options(args),
+    )
+    conn.agent.tie_breaker = tie_breaker(args.role)  # Connection takes no tie_breaker yet
+    return conn
+
+
+async def _offer(args: argparse.Namespace, conn: Connection) -> Offer:
+    """Gather (showing pending servers on a terminal), report failed servers, make our offer."""
+    async with _progress(args, conn, sys.stderr):
+        candidates = await conn.gather_all()
+    for failure in conn.failures:
+        _notice(args, {"server": failure.server, "error": failure.reason}, f"failed: {failure}")
+    if args.verbose:
+        _show_candidates(args, "local", candidates)
+    return Offer(
+        conn.local_ufrag,
+        conn.local_pwd,
+        conn.agent.tie_breaker,
+        tuple(candidates),
+        mode=_mode(args),
+        ta=conn.ta,
+    )
+
+
+def _show_candidates(args: argparse.Namespace, side: str, candidates: Iterable[Candidate]) -> None:
+    for candidate in candidates:
+        _notice(args, {side: candidate.to_sdp()}, f"{side:<6} {candidate}")
+
+
+async def _peer_offer(args: argparse.Namespace, ours: Offer, lines: Lines) -> Offer:
+    """The peer's offer: from stdin, or over the --signal channel."""
+    try:
+        async with asyncio.timeout(args.timeout):
+            if args.signal is None:
+                text = await _pasted_line(lines)
+            else:
+                text = await _signalled_line(args, ours)
+    except TimeoutError:
+        raise IceError(f"no offer line from the peer within {args.timeout:g} s") from None
+    return Offer.parse(text)
+
+
+async def _pasted_line(lines: Lines) -> str:
+    if sys.stdin.isatty():
+        print("give the line above to the peer, then paste theirs here:", file=sys.stderr)
+    while (line := await lines.readline()) is not None:
+        if line.strip():
+            return line.decode("utf-8", "replace")
+    raise IceError("the input ended before the peer's offer line")
+
+
+async def _signalled_line(args: argparse.Namespace, ours: Offer) -> str:
+    address = args.signal
+
+    def listening() -> None:
+        text = f"waiting for the peer at {address}"
+        _notice(args, {"signal": "listening", "at": str(address)}, text)
+
+    exchanged = await exchange(address, ours.encode(), listening)
+    how = "listened" if exchanged.listened else "connected"
+    if args.verbose:
+        _notice(
+            args, {"signal": how, "at": str(address)}, f"offers exchanged at {address} (we {how})"
+        )
+    return exchanged.line
+
+
+def _take_role(conn: Connection, controlling: bool) -> None:
+    """Set the agent's role before it has any pair (Connection has no method for this
+    yet). A pair already there came from a check of the peer's that beat its line here;
+    ICE's role-conflict rule then set the role, to the same result (see tie_breaker)."""
+    agent = conn.agent
+    if agent.controlling != controlling and not agent.checklist.pairs:
+        agent.controlling = controlling
+
+
+async def _connected(args: argparse.Namespace, conn: Connection, theirs: Offer) -> CandidatePair:
+    conn.set_remote_credentials(theirs.ufrag, theirs.pwd, ta=theirs.ta)
+    for candidate in theirs.candidates:
+        conn.add_remote_candidate(candidate)
+    if theirs.complete:
+        conn.add_remote_candidate(None)
+    began = time.monotonic()
+    pair = await conn.connect()
+    ms = (time.monotonic() - began) * 1000
+    role = "controlling" if conn.agent.controlling else "controlled"
+    record = {
+        "ms": round(ms, 2),
+        "role": role,
+        "local": str(pair.local),
+        "remote": str(pair.remote),
+        "rtt_ms": None if pair.rtt is None else round(pair.rtt * 1000, 3),
+    }
+    text = f"connected in {ms:.2f} ms as {role}: {pair.local} <-> {pair.remote}"
+    cli.emit(args, {"connected": record}, text)
+    return pair
+
+
+async def _session(args: argparse.Namespace, channel: Channel, lines: Lines) -> int:
+    """Chat, or move the file; tell the peer we are leaving if that goes wrong."""
+    try:
+        if args.send:
+            _report(args, "sent", await send_file(channel, args.send))
+        elif args.receive:
+            _report(args, "received", await receive_file(channel, args.receive))
+        else:
+            await _chat(args, channel, lines)
+    except BaseException as exc:
+        reason = "interrupted" if isinstance(exc, asyncio.CancelledError) else str(exc)
+        channel.send_now(BYE, reason.encode()[:MAX_PAYLOAD])
+        raise
+    return cli.EXIT_OK
+
+
+async def _chat(args: argparse.Namespace, channel: Channel, lines: Lines) -> None:
+    def show(line: str) -> None:
+        cli.emit(args, {"chat": line}, line)
+
+    reason = await chat(channel, lines, show)
+    if reason is None:
+        _notice(args, {"end": "end of input"}, "end of input: chat closed")
+    else:
+        because = f" ({reason})" if reason else ""
+        _notice(args, {"end": "peer left", "reason": reason}, f"the peer left the chat{because}")
+
+
+def _report(args: argparse.Namespace, verb: str, transfer: Transfer) -> None:
+    ms = transfer.seconds * 1000
+    rate = transfer.size / transfer.seconds / 1e6 if transfer.seconds > 0 else 0.0
+    record = {
+        "file": transfer.path,
+        "bytes": transfer.size,
+        "sha256": transfer.sha256,
+        "ms": round(ms, 2),
+    }
+    check = "the peer confirmed it" if verb == "sent" else "as the sender announced"
+    text = (
+        f"{verb} {transfer.path}: {transfer.size} bytes in {ms:.1f} ms ({rate:.2f} MB/s), "
+        f"SHA-256 {transfer.sha256}, {check}"
+    )
+    cli.emit(args, {verb: record}, text)
+
+
+async def _guarded(
+    command: Callable[[argparse.Namespace], Coroutine[Any, Any, int]], args: argparse.Namespace
+) -> int:
+    """Run a command; an IceError becomes the one-line error cli.run gives other failures."""
+    try:
+        return await command(args)
+    except IceError as exc:
+        message = exc.reason if isinstance(exc, ConnectionFailed) else str(exc)
+        if args.json:
+            print(json.dumps({"error": message}), flush=True)
+        print(f"ice {args.command}: {message}", file=sys.stderr, flush=True)
+        if args.verbose and isinstance(exc, ConnectionFailed):
+            for report in exc.pairs:
+                print(f"  {report}", file=sys.stderr)
+        return cli.EXIT_FAILED
+
+
+def _check_usage(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    if args.timeout is not None and not args.timeout > 0:
+        parser.error("--timeout must be more than 0 seconds")
+    if getattr(args, "turn", None) and (args.username is None or args.password is None):
+        parser.error("--turn needs -u USER and -p PASS")
+    if args.command != "connect":
+        return
+    if args.send and not os.path.isfile(args.send):
+        parser.error(f"--send {args.send}: no such file")
+    if args.receive and os.path.isdir(args.receive):
+        parser.error(f"--receive {args.receive}: is a directory (name the file to write)")
+    if args.receive and not os.path.isdir(os.path.dirname(os.path.abspath(args.receive))):
+        parser.error(f"--receive {args.receive}: no such directory")
+
+
 def main(argv: list[str] | None = None) -> int:
     """The ``ice`` command."""
     parser = _parser()
     args = parser.parse_args(argv)
-    if args.command == "gather" and args.turn and (args.username is None or args.password is None):
-        parser.error("--turn needs -u USER and -p PASS")
-    command = _gather if args.command == "gather" else _demo
-    return cli.run(lambda: command(args), "ice", as_json=args.json)
+    _check_usage(parser, args)
+    command = {"gather": _gather, "connect": _connect, "demo": _demo}[args.command]
+    return cli.run(lambda: _guarded(command, args), f"ice {args.command}", as_json=args.json)
 
 
 if __name__ == "__main__":
