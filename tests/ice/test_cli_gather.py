@@ -12,7 +12,6 @@ import select
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +22,7 @@ import pytest
 from ice.__main__ import main
 from stun import Attr, Class, Message, decode
 from tests.coturn import Coturn
+from tests.udp_responder import udp_responder
 
 ROOT = Path(__file__).resolve().parents[2]
 WAIT = 20.0
@@ -55,33 +55,11 @@ def _closed_tcp_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@contextlib.contextmanager
-def _forbidding_server() -> Iterator[int]:
-    """A UDP STUN/TURN server answering every request with 403 Forbidden."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind(("127.0.0.1", 0))
-    sock.settimeout(0.05)
-    stop = threading.Event()
-
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                data, peer = sock.recvfrom(2048)
-            except TimeoutError:
-                continue
-            request = decode(data)
-            error = [(Attr.ERROR_CODE, (403, "Forbidden"))]
-            answer = Message(request.method, Class.ERROR, request.transaction_id, error)
-            sock.sendto(answer.encode(), peer)
-
-    thread = threading.Thread(target=serve)
-    thread.start()
-    try:
-        yield int(sock.getsockname()[1])
-    finally:
-        stop.set()
-        thread.join()
-        sock.close()
+def _forbidden(data: bytes) -> bytes:
+    """A 403 Forbidden answer to any STUN/TURN request."""
+    request = decode(data)
+    error = [(Attr.ERROR_CODE, (403, "Forbidden"))]
+    return Message(request.method, Class.ERROR, request.transaction_id, error).encode()
 
 
 def test_a_silent_server_is_named_with_a_timeout(capsys: pytest.CaptureFixture[str]) -> None:
@@ -107,7 +85,7 @@ def test_wrong_turn_credentials_are_a_401(
 
 
 def test_a_forbidding_server_is_a_403(capsys: pytest.CaptureFixture[str]) -> None:
-    with _forbidding_server() as port:
+    with udp_responder(_forbidden) as (_, port):
         turn = _turn(f"turn:127.0.0.1:{port}")
         code, records = _gather(capsys, "--stun", f"127.0.0.1:{port}", *turn)
     assert code == 1

@@ -11,15 +11,13 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
 
 from tests.coturn import Coturn
+from tests.udp_responder import udp_responder
 from turn.__main__ import main
 
 STEPS = ["resolve", "allocate", "permission", "probe", "channel", "rtt", "close"]
@@ -49,32 +47,6 @@ def _closed_port(kind: int) -> int:
     with socket.socket(socket.AF_INET, kind) as placeholder:
         placeholder.bind(("127.0.0.1", 0))
         return int(placeholder.getsockname()[1])
-
-
-@contextmanager
-def _udp_echo() -> Iterator[tuple[str, int]]:
-    """A UDP echo server on loopback, in a thread, for ``--peer``."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind(("127.0.0.1", 0))
-    sock.settimeout(0.05)
-    stop = threading.Event()
-
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                data, addr = sock.recvfrom(2048)
-            except TimeoutError:
-                continue
-            sock.sendto(data, addr)
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield sock.getsockname()
-    finally:
-        stop.set()
-        thread.join()
-        sock.close()
 
 
 def _succeeded(record: dict[str, Any], transport: str) -> None:
@@ -168,7 +140,7 @@ def test_password_from_the_environment(
 
 
 def test_peer_echo(coturn: Coturn, capsys: pytest.CaptureFixture[str]) -> None:
-    with _udp_echo() as echo:
+    with udp_responder(lambda data: data) as echo:
         code, out, err = _check(
             capsys,
             f"127.0.0.1:{coturn.port}",
