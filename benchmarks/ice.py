@@ -164,6 +164,7 @@ def _row(
         "icestack": ours,
         "aioice": theirs,
         "ratio": ratio,
+        "better": "lower",  # every ICE metric is a time, a CPU cost or a size
         "goal": _goal_text(goal, unit),
         "met": met,
         "note": note,
