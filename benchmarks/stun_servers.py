@@ -32,6 +32,7 @@ from typing import Any
 import stun
 from benchmarks.servers import COTURN_MISSING, coturn, our_server
 from benchmarks.table import aligned
+from stun import cli
 from stun.client import StunClient, resolve
 from stun.uri import ServerAddress, parse_server
 
@@ -212,13 +213,8 @@ def _line(record: dict[str, Any]) -> list[str]:
     ]
 
 
-def _server(text: str) -> str:
-    """Check a --server argument; it is kept as written, for its label."""
-    try:
-        parse_server(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    return text
+_server = cli.validated(parse_server)
+"""A --server argument, checked and kept as written, for its label."""
 
 
 def _positive(text: str) -> float:

@@ -28,7 +28,7 @@ from .offer import Mode, Offer, check_modes, choose_role, tie_breaker
 from .progress import Progress, server_names
 from .reliable import MAX_PAYLOAD, Reliable
 from .session import BYE, Transfer, chat, receive_file, send_file
-from .signalling import SignalAddress, exchange, parse_signal
+from .signalling import exchange, parse_signal
 from .stdio import Lines
 
 CONNECT_TIMEOUT = 30.0
@@ -93,20 +93,8 @@ exit codes: 0 ok, 1 failed (one line on stderr says why), 2 bad usage, 130 inter
 """
 
 
-def _stun_url(text: str) -> str:
-    try:
-        stun_server(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    return text
-
-
-def _turn_url(text: str) -> str:
-    try:
-        parse_turn_uri(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    return text
+_stun_url = cli.validated(stun_server)
+_turn_url = cli.validated(parse_turn_uri)
 
 
 def _ip(text: str) -> str:
@@ -116,11 +104,7 @@ def _ip(text: str) -> str:
         raise argparse.ArgumentTypeError(f"{text!r} is not an IP address") from None
 
 
-def _signal(text: str) -> SignalAddress:
-    try:
-        return parse_signal(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+_signal = cli.parsed(parse_signal)
 
 
 def _pacing(text: str) -> int:

@@ -1112,8 +1112,8 @@ class Agent:
         del self._consent[message.transaction_id]
         pair.responses_received += 1
         pair.last_received_at = now
-        pair.rtt = now - sent
-        pair.total_rtt += now - sent
+        pair.rtt = rtt = now - sent
+        pair.total_rtt += rtt
         component = pair.component
         if self.selected.get(component) is pair:
             until = sent + self.consent_timeout

@@ -20,6 +20,7 @@ class Channel:
         self._loop = asyncio.get_running_loop()
         self._waiters: list[asyncio.Future[None]] = []
         self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
         self._closed = False
         self._error: IceError | None = None
         core.start(self._loop.time())
@@ -103,6 +104,7 @@ class Channel:
 
     def _on_timer(self) -> None:
         self._timer = None
+        self._timer_at = None
         self.core.handle_timeout(self._loop.time())
         self._flush()
 
@@ -115,10 +117,10 @@ class Channel:
         except IceError as exc:  # the connection closed under us
             self._error = exc
             self._closed = True
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
         deadline = None if self._closed else self.core.poll_timeout()
-        if deadline is not None:
-            self._timer = self._loop.call_at(deadline, self._on_timer)
+        if deadline != self._timer_at:  # re-armed only when the deadline moved
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer_at = deadline
+            self._timer = None if deadline is None else self._loop.call_at(deadline, self._on_timer)
         self._wake()

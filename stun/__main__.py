@@ -18,7 +18,6 @@ from .service import serve
 from .uri import (
     DEFAULT_PORT,
     DEFAULT_TLS_PORT,
-    ServerAddress,
     Transport,
     parse_server,
     split_host_port,
@@ -37,21 +36,11 @@ exit codes: 0 ok, 1 the server failed or could not be reached, 2 bad usage
 """
 
 
-def _address(text: str) -> ServerAddress:
-    try:
-        return parse_server(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+_address = cli.parsed(parse_server)
 
 
 def _bind_address(default_port: int) -> Callable[[str], Address]:
-    def parse(text: str) -> Address:
-        try:
-            return split_host_port(text, default_port, allow_zero=True)
-        except ValueError as exc:
-            raise argparse.ArgumentTypeError(str(exc)) from None
-
-    return parse
+    return cli.parsed(lambda text: split_host_port(text, default_port, allow_zero=True))
 
 
 def _parser() -> argparse.ArgumentParser:

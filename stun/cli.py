@@ -12,9 +12,11 @@ import json
 import ssl
 import sys
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, TypeVar
 
 from .errors import ErrorResponse, StunError, TransactionTimeout
+
+T = TypeVar("T")
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -34,6 +36,31 @@ def common_options() -> argparse.ArgumentParser:
         help="give up after S seconds (serve: stop after S seconds)",
     )
     return parent
+
+
+def parsed(parse: Callable[[str], T]) -> Callable[[str], T]:
+    """An argparse ``type`` from a parser that raises ValueError: the parsed value, or
+    a usage error that says why."""
+
+    def convert(text: str) -> T:
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return convert
+
+
+def validated(parse: Callable[[str], object]) -> Callable[[str], str]:
+    """Like :func:`parsed`, but the value is the text as written (a URL passed on, a
+    label)."""
+    check = parsed(parse)
+
+    def convert(text: str) -> str:
+        check(text)
+        return text
+
+    return convert
 
 
 def describe_error(exc: BaseException) -> str:

@@ -66,11 +66,7 @@ def _hostport(address: Address) -> str:
 # -- command line ------------------------------------------------------------------------------
 
 
-def _server(text: str) -> ServerAddress:
-    try:
-        return parse_turn_uri(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+_server = cli.parsed(parse_turn_uri)
 
 
 def _peer(text: str) -> Address:
