@@ -14,6 +14,7 @@ from .events import (
     Event,
     PairNominated,
     PairStateChanged,
+    Restarted,
     RoleChanged,
     SelectedPairChanged,
 )
@@ -44,6 +45,7 @@ __all__ = [
     "PairReport",
     "PairState",
     "PairStateChanged",
+    "Restarted",
     "RoleChanged",
     "SelectedPairChanged",
     "ServerFailure",

@@ -52,6 +52,7 @@ from .events import (
     Event,
     PairNominated,
     PairStateChanged,
+    Restarted,
     RoleChanged,
     SelectedPairChanged,
 )
@@ -185,6 +186,40 @@ class _Component:
         """When the latest consent answer on the selected pair arrived."""
 
 
+class _Generation:
+    """The credentials of the checks that selected the pairs in use, kept through an ICE
+    restart until new checks have selected a pair for every component: consent on the
+    old pairs goes on under them, and the peer's consent requests under them are
+    answered."""
+
+    __slots__ = ("bodies", "local_key", "local_ufrag", "remote_key", "remote_ufrag", "selected")
+
+    def __init__(self, agent: Agent) -> None:
+        assert agent._remote_key is not None and agent.remote_ufrag is not None
+        self.local_ufrag = agent.local_ufrag
+        self.local_key = agent._local_key
+        self.remote_ufrag = agent.remote_ufrag
+        self.remote_key = agent._remote_key
+        self.bodies = agent._bodies
+        self.selected = dict(agent.selected)
+
+    def owns(self, pair: CandidatePair) -> bool:
+        """Whether ``pair`` is a selected pair of this generation."""
+        return self.selected.get(pair.component) is pair
+
+
+def _binding_success(transaction_id: bytes, remote: Address, key: bytes) -> bytes:
+    """A signed, fingerprinted Binding success response that maps ``remote``."""
+    return encode_body(
+        _BINDING,
+        _SUCCESS,
+        transaction_id,
+        encode_attribute(_XOR_MAPPED, remote, transaction_id),
+        key,
+        True,
+    )
+
+
 def _random_credentials(rng: random.Random) -> tuple[str, str]:
     """A new ufrag and pwd from one draw of random bytes, as base64, whose alphabet is
     exactly the ice-chars (A-Z a-z 0-9 + /)."""
@@ -231,6 +266,23 @@ class Agent:
     candidate (``add_local_candidate(None)``, ``add_remote_candidate(None)``) and no
     check is left in flight or queued.
 
+    :meth:`restart` is an ICE restart (RFC 8445 section 9): new credentials and a new
+    check list, the roles kept; the peer's restart is detected when
+    :meth:`set_remote_credentials` brings changed credentials after :meth:`start`, and
+    reported with a :class:`~ice.Restarted` event (signal our new credentials then).
+    Either way :meth:`start` begins the new checks. Until they have selected a pair for
+    every component, the pairs selected before keep carrying data and consent under the
+    old credentials; the peer's consent requests under them are answered.
+
+    ``lite=True`` makes this an ICE-lite agent (RFC 8445 sections 2.5 and 6.1.1): host
+    candidates only; it answers checks and takes the pair of a check with USE-CANDIDATE
+    as selected, but sends no check, consent check included (a Binding indication keeps
+    the selected pair alive instead). Against a full peer it is controlled whatever
+    ``controlling`` says; against a lite peer (``set_remote_credentials(lite=True)``)
+    ``controlling`` names the initiator, and both sides select, without checks, the pair
+    of the peer's highest-priority candidate and ours of its address family, per
+    component. A full agent whose peer is lite takes the controlling role.
+
     Resources are bounded: at most ``max_pairs`` pairs, one check in flight per pair
     (plus cancelled ones waiting out their last answer), ``PEER_REFLEXIVE_LIMIT``
     learned candidates per local base, and consent transactions for the last
@@ -255,12 +307,14 @@ class Agent:
         "_ordinary",
         "_pacer",
         "_pair_checks",
+        "_previous",
         "_prflx_by_base",
         "_prflx_count",
         "_remote_by_address",
         "_remote_key",
         "_resume_state",
         "_rng",
+        "_select_due",
         "_started_at",
         "_succeeded_foundations",
         "_timer_seq",
@@ -277,6 +331,7 @@ class Agent:
         "error",
         "ice_timeout",
         "keepalive_interval",
+        "lite",
         "local_candidates",
         "local_end_of_candidates",
         "local_pwd",
@@ -285,6 +340,7 @@ class Agent:
         "proposed_ta",
         "remote_candidates",
         "remote_end_of_candidates",
+        "remote_lite",
         "remote_pwd",
         "remote_ufrag",
         "selected",
@@ -311,6 +367,7 @@ class Agent:
         disconnect_timeout: float = DEFAULT_DISCONNECT_TIMEOUT,
         keepalive_interval: float = KEEPALIVE_INTERVAL,
         max_pairs: int = 100,
+        lite: bool = False,
         local_ufrag: str | None = None,
         local_pwd: str | None = None,
         tie_breaker: int | None = None,
@@ -344,9 +401,13 @@ class Agent:
         self.ice_timeout = ice_timeout
         self.nomination_wait = nomination_wait
         self.consent_timeout = consent_timeout
-        self.consent = consent
+        self.consent = consent and not lite
         self.disconnect_timeout = disconnect_timeout
         self.keepalive_interval = keepalive_interval
+        self.lite = lite
+        self.remote_lite = False
+        self._previous: _Generation | None = None
+        self._select_due = False
         self.tie_breaker = tie_breaker if tie_breaker is not None else rng.getrandbits(64)
         ufrag, pwd = _random_credentials(rng)
         self.local_ufrag = (
@@ -384,7 +445,7 @@ class Agent:
         self._timers: list[tuple[float, int, _Check]] = []
         self._timer_seq = 0
         self._components = [_Component() for _ in range(components)]
-        self._consent: dict[bytes, tuple[CandidatePair, float]] = {}
+        self._consent: dict[bytes, tuple[CandidatePair, float, bytes]] = {}
         self._consenting = False
         self._keepalive_due: float | None = None
         self._resume_state = ConnectionState.CONNECTED  # what DISCONNECTED returns to
@@ -402,18 +463,106 @@ class Agent:
 
     # -- configuration ---------------------------------------------------------------------
 
-    def set_remote_credentials(self, ufrag: str, pwd: str, *, ta: float | None = None) -> None:
-        """The peer's ufrag and pwd, and the Ta it proposed (``a=ice-pacing``, None when
-        it proposed nothing)."""
-        self.remote_ufrag = _check_credential(ufrag, "the remote ufrag", 4)
-        self.remote_pwd = _check_credential(pwd, "the remote pwd", 22)
-        self._remote_key = short_term_key(pwd)
-        self._username = f"{ufrag}:{self.local_ufrag}"
-        self._bodies.clear()
+    def set_remote_credentials(
+        self, ufrag: str, pwd: str, *, ta: float | None = None, lite: bool = False
+    ) -> None:
+        """The peer's ufrag and pwd, the Ta it proposed (``a=ice-pacing``, None when it
+        proposed nothing) and whether it is an ICE-lite agent (``a=ice-lite``).
+
+        Credentials that differ from the peer's current ones once checks have started
+        are the peer's ICE restart: this agent restarts too (see :meth:`restart`) and
+        emits :class:`~ice.Restarted` with the new credentials to signal back.
+        """
+        _check_credential(ufrag, "the remote ufrag", 4)
+        _check_credential(pwd, "the remote pwd", 22)
         if ta is not None and ta <= 0:
             raise ValueError("the peer's ta must be positive")
+        if (
+            self._started_at is not None
+            and self.state is not ConnectionState.CLOSED
+            and self.remote_ufrag is not None
+            and (ufrag, pwd) != (self.remote_ufrag, self.remote_pwd)
+        ):
+            self._restart(None, None, by_peer=True)
+        self.remote_ufrag = ufrag
+        self.remote_pwd = pwd
+        self._remote_key = short_term_key(pwd)
+        self._username = f"{ufrag}:{self.local_ufrag}"
+        self._bodies = {}
         if self._negotiate_ta:
             self.ta = max(self.proposed_ta, ta if ta is not None else DEFAULT_TA)
+        self.remote_lite = lite
+        if lite and not self.lite and not self.controlling:
+            self._switch_role(True)  # a full agent controls a lite one (section 6.1.1)
+        elif self.lite and not lite and self.controlling:
+            self._switch_role(False)
+
+    def restart(self, *, local_ufrag: str | None = None, local_pwd: str | None = None) -> None:
+        """ICE restart (RFC 8445 section 9): a new ufrag and pwd (both change), a new
+        check list and the peer's candidates forgotten; the roles, our candidates (but
+        the learned ones) and the pacing are kept. Give the peer the new credentials,
+        then :meth:`set_remote_credentials` and the peer's candidates, and :meth:`start`.
+
+        The pairs selected so far keep carrying data and consent, under the old
+        credentials, until the new checks have selected a pair for every component; a
+        restart of a FAILED agent starts afresh. The ICE timeout then covers the new
+        checks: without a new selected pair for every component by then, the agent
+        fails, old pairs or not.
+        """
+        if self.state is ConnectionState.CLOSED:
+            raise IceError("cannot restart a closed agent")
+        self._restart(local_ufrag, local_pwd, by_peer=False)
+
+    def _restart(self, local_ufrag: str | None, local_pwd: str | None, by_peer: bool) -> None:
+        ufrag, pwd = _random_credentials(self._rng)
+        ufrag = ufrag if local_ufrag is None else _check_credential(local_ufrag, "the ufrag", 4)
+        pwd = pwd if local_pwd is None else _check_credential(local_pwd, "the pwd", 22)
+        if ufrag == self.local_ufrag or pwd == self.local_pwd:
+            raise IceError("an ICE restart needs a new ufrag and a new pwd")
+        if self.state is ConnectionState.FAILED:
+            self.selected.clear()
+            self._stop_consent()
+            self.error = None
+            self._previous = None
+            self._set_state(ConnectionState.NEW)
+        elif self._previous is None:
+            if self.selected:
+                self._previous = _Generation(self)
+        elif any(not self._previous.owns(pair) for pair in self.selected.values()):
+            raise IceError(
+                "the previous ICE restart has moved some components to new pairs but not "
+                "all yet: restart again once it has completed"
+            )
+        self.local_ufrag, self.local_pwd = ufrag, pwd
+        self._local_key = short_term_key(pwd)
+        self.remote_ufrag = self.remote_pwd = self._remote_key = None
+        self._username = ""
+        self._bodies = {}
+        self._timers.clear()
+        self._checks.clear()
+        self._pair_checks.clear()
+        self.checklist = CheckList(self.checklist.max_pairs)
+        previous = self._previous
+        self.valid_pairs = (
+            {} if previous is None else {p.key: p for p in previous.selected.values()}
+        )
+        self._succeeded_foundations = set()
+        for part in self._components:
+            part.first_valid_at = part.best = part.nominating = None
+        learned = [c for c in self.local_candidates if c.type is CandidateType.PRFLX]
+        for candidate in learned:
+            self.local_candidates.remove(candidate)
+            del self._local_by_address[(candidate.component, candidate.address)]
+        self.remote_candidates = []
+        self._remote_by_address = {}
+        self._prflx_by_base = {}
+        self.remote_end_of_candidates = False
+        self.remote_lite = False
+        self._started_at = self._deadline = None
+        self._checking = self._ordinary = False
+        if self.state is ConnectionState.COMPLETED:
+            self._set_state(ConnectionState.CONNECTED)
+        self._events.append(Restarted(ufrag, pwd, by_peer))
 
     def add_local_candidate(self, candidate: Candidate | None) -> bool:
         """A gathered candidate of ours (with its ``base``); False when redundant. None
@@ -426,6 +575,8 @@ class Agent:
             raise ValueError(f"component {candidate.component} of {self.components}")
         if candidate.base is None:
             raise ValueError("a local candidate needs its base")
+        if self.lite and candidate.type is not CandidateType.HOST:
+            raise ValueError("an ICE-lite agent has host candidates only")
         key = (candidate.component, candidate.address)
         if key in self._local_by_address:
             return False
@@ -460,6 +611,8 @@ class Agent:
             return  # carried, never paired: ICE-TCP and mDNS resolution are not here yet
         for local in list(self._local_by_base.values()):
             self._form_pair(local, candidate)
+        if self.lite and self.remote_lite and self._checking:
+            self._select_due = True  # at the next handle_timeout, which is due at once
 
     def _replace_learned(self, learned: Candidate, signalled: Candidate) -> None:
         """A signalled candidate at an address first learned from the peer's checks takes
@@ -482,7 +635,7 @@ class Agent:
         pair = CandidatePair(local, remote, self.controlling, checklist.next_seq())
         if not checklist.add(pair):
             return None
-        if self._started_at is not None:
+        if self._started_at is not None and not self.lite:
             foundation = pair.foundation
             if foundation in self._succeeded_foundations:
                 checklist.set_state(pair, WAITING)
@@ -499,10 +652,15 @@ class Agent:
         self._started_at = now
         self._deadline = now + self.ice_timeout
         self._checking = True
-        self._ordinary = True
+        self._ordinary = not self.lite
+        if self.state is ConnectionState.NEW:
+            self._set_state(ConnectionState.CHECKING)
+        if self.lite:
+            if self.remote_lite:
+                self._select_without_checks(now)
+            return
         for pair in self.checklist.initial_states():
             self._events.append(PairStateChanged(pair, FROZEN, WAITING))
-        self._set_state(ConnectionState.CHECKING)
         self._pace(now)
 
     def close(self) -> None:
@@ -549,6 +707,9 @@ class Agent:
             self._arm(check)
         if self._deadline is not None and now >= self._deadline:
             self._timed_out()
+        if self._select_due:
+            self._select_due = False
+            self._select_without_checks(now)
         if self._consenting:
             self._keep_consent(now, soon)
         if self._keepalive_due is not None and soon >= self._keepalive_due:
@@ -563,8 +724,11 @@ class Agent:
 
     @property
     def ice_deadline(self) -> float | None:
-        """When the ICE timeout fails the agent if it has not connected by then."""
-        return self._deadline if self.state is ConnectionState.CHECKING else None
+        """When the ICE timeout fails the agent if it has not connected (or completed
+        its ICE restart) by then."""
+        if self.state is ConnectionState.CHECKING or self._previous is not None:
+            return self._deadline
+        return None
 
     def poll_timeout(self) -> float | None:
         """When :meth:`handle_timeout` must next be called; None when nothing is due."""
@@ -588,6 +752,8 @@ class Agent:
             deadline = keepalive
         if not self._checking:
             return deadline
+        if self._select_due:
+            return self._started_at
         if self._deadline is not None and (deadline is None or self._deadline < deadline):
             deadline = self._deadline
         if self._remote_key is not None and self.checklist.has_work(self._ordinary):
@@ -670,6 +836,15 @@ class Agent:
             self._reply_error(message, local, remote, 400, "Bad Request", sign=False)
             return
         ours, colon, theirs = username.partition(":")
+        previous = self._previous
+        if (
+            previous is not None
+            and ours == previous.local_ufrag
+            and theirs == previous.remote_ufrag
+            and message.check_integrity(previous.local_key)
+        ):
+            self._answer_old_generation(now, message, local, remote, previous.local_key)
+            return
         if (
             ours != self.local_ufrag
             or not colon
@@ -690,27 +865,22 @@ class Agent:
         if self.controlling:
             theirs_tb = message.get(_CONTROLLING)
             if theirs_tb is not None:
-                if self.tie_breaker >= theirs_tb:
+                if self.tie_breaker >= theirs_tb and not self.lite:
                     self._reply_error(message, local, remote, 487, "Role Conflict")
                     return
                 self._switch_role(False)
         else:
             theirs_tb = message.get(_CONTROLLED)
             if theirs_tb is not None:
-                if self.tie_breaker < theirs_tb:
+                if self.tie_breaker < theirs_tb or self.lite:  # a lite agent stays controlled
                     self._reply_error(message, local, remote, 487, "Role Conflict")
                     return
                 self._switch_role(True)
-        transaction_id = message.transaction_id
-        response = encode_body(
-            _BINDING,
-            _SUCCESS,
-            transaction_id,
-            encode_attribute(_XOR_MAPPED, remote, transaction_id),
-            self._local_key,
-            True,
+        self._transmits.append(
+            Transmit(
+                _binding_success(message.transaction_id, remote, self._local_key), local, remote
+            )
         )
-        self._transmits.append(Transmit(response, local, remote))
         stats.responses_sent += 1
         if self.state is ConnectionState.CLOSED or self.state is ConnectionState.FAILED:
             return
@@ -727,6 +897,10 @@ class Agent:
             selected = self.selected.get(pair.component)
             if selected is not None and selected.key == pair.key:
                 pair.consent_requests_received += 1
+        if self.lite:
+            if not self.controlling and _USE_CANDIDATE in message:
+                self._accept_nomination(now, pair)
+            return
         state = pair.state
         if (
             state is not SUCCEEDED
@@ -772,9 +946,65 @@ class Agent:
             self.remote_candidates.append(candidate)
             self._events.append(CandidateLearned(candidate, local=False))
         pair = self._form_pair(local, candidate)
-        if pair is not None and pair.state is FROZEN:
+        if pair is not None and pair.state is FROZEN and not self.lite:
             self.checklist.set_state(pair, WAITING)
         return pair
+
+    def _answer_old_generation(
+        self, now: float, message: Message, local: Address, remote: Address, key: bytes
+    ) -> None:
+        """A consent request under the credentials from before our ICE restart, on a
+        pair selected then: answered under them."""
+        self._transmits.append(
+            Transmit(_binding_success(message.transaction_id, remote, key), local, remote)
+        )
+        self.stats.responses_sent += 1
+        pair = self.valid_pairs.get((local, remote))
+        if pair is not None:
+            pair.requests_received += 1
+            pair.consent_requests_received += 1
+            pair.responses_sent += 1
+            pair.last_received_at = pair.last_sent_at = now
+
+    def _accept_nomination(self, now: float, pair: CandidatePair) -> None:
+        """ICE-lite (RFC 8445 section 7.3.1.5): the pair of a check with USE-CANDIDATE
+        is valid and nominated, without a check of ours."""
+        if pair.state is not SUCCEEDED:
+            self._set_pair_state(pair, SUCCEEDED)
+        pair.valid = pair
+        self.valid_pairs[pair.key] = pair
+        self._nominate(now, pair)
+
+    def _select_without_checks(self, now: float) -> None:
+        """Both agents lite (RFC 8445 section 6.1.1): no checks; per component, the pair
+        of the peer's highest-priority candidate and our highest-priority candidate of
+        its address family is selected, by both sides alike."""
+        for component in range(1, self.components + 1):
+            if self._settled(component):
+                continue
+            remotes = [
+                c
+                for c in self.remote_candidates
+                if c.component == component and c.protocol == "udp" and c.port and not c.is_mdns
+            ]
+            if not remotes:
+                continue
+            remote = max(remotes, key=lambda c: c.priority)
+            ipv6 = ":" in remote.host
+            locals_ = [
+                c
+                for c in self._local_by_base.values()
+                if c.component == component and (":" in c.host) == ipv6
+            ]
+            if not locals_:
+                continue
+            local = max(locals_, key=lambda c: c.priority)
+            assert local.base is not None
+            pair = self.checklist.pairs.get((local.base, remote.address))
+            if pair is None:
+                pair = self._form_pair(local, remote)
+            if pair is not None:
+                self._accept_nomination(now, pair)
 
     def _reply_error(
         self,
@@ -927,7 +1157,12 @@ class Agent:
         self._events.append(PairNominated(valid))
         component = valid.component
         current = self.selected.get(component)
-        if current is None or valid.priority > current.priority:
+        previous = self._previous
+        if (
+            current is None
+            or valid.priority > current.priority
+            or (previous is not None and previous.owns(current))
+        ):
             self.selected[component] = valid
             self._events.append(SelectedPairChanged(component, valid))
             if self.consent:
@@ -938,7 +1173,14 @@ class Agent:
                 self._consenting = True
             elif self._keepalive_due is None:
                 self._keepalive_due = now + self.keepalive_interval
-        if len(self.selected) == self.components and self.state is ConnectionState.CHECKING:
+        if len(self.selected) < self.components:
+            return
+        if previous is not None:
+            if any(map(previous.owns, self.selected.values())):
+                return
+            self._previous = None  # the ICE restart is complete
+            self._completed()
+        elif self.state is ConnectionState.CHECKING:
             self._completed()
 
     def _completed(self) -> None:
@@ -960,6 +1202,15 @@ class Agent:
         checklist.triggered = kept
         self._set_state(ConnectionState.CONNECTED)
 
+    def _settled(self, component: int) -> bool:
+        """Whether ``component`` has a selected pair from the current checks (not one
+        from before an ICE restart)."""
+        pair = self.selected.get(component)
+        if pair is None:
+            return False
+        previous = self._previous
+        return previous is None or not previous.owns(pair)
+
     def _may_improve(self, pair: CandidatePair) -> bool:
         """Whether ``pair`` could still be nominated over its component's selected pair:
         only a better pair, and only while nomination is not final (the controlled side,
@@ -973,12 +1224,11 @@ class Agent:
         """When the regular-nomination wait of some component ends, if one is running
         and the component still has a valid pair to nominate."""
         due = None
-        selected = self.selected
         for component, part in enumerate(self._components, 1):
             first = part.first_valid_at
             if first is None or part.best is None or part.nominating is not None:
                 continue  # no valid pair (yet), or nothing to nominate: no need to wake
-            if component in selected:
+            if self._settled(component):
                 continue
             wake = first + self.nomination_wait
             if due is None or wake < due:
@@ -993,7 +1243,7 @@ class Agent:
             return
         for component, part in enumerate(self._components, 1):
             best = part.best
-            if best is None or part.nominating is not None or component in self.selected:
+            if best is None or part.nominating is not None or self._settled(component):
                 continue
             assert best.valid is not None and part.first_valid_at is not None
             if (
@@ -1022,9 +1272,12 @@ class Agent:
 
     def _timed_out(self) -> None:
         self._deadline = None
-        if self.state is not ConnectionState.CHECKING:
+        previous = self._previous
+        if self.state is not ConnectionState.CHECKING and previous is None:
             return
         self._checking = False
+        self._stop_consent()
+        self._previous = None
         unverified = {}
         for check in list(self._checks.values()):
             check.transaction.cancel(ErrorResponse(0, "ICE timeout"))
@@ -1046,13 +1299,19 @@ class Agent:
                 continue
             pair.failure = why_pair
             self._set_pair_state(pair, FAILED, why_pair)
-        missing = [c for c in range(1, self.components + 1) if c not in self.selected]
-        valid = {pair.component for pair in self.valid_pairs.values()}
+        selected = self.selected
+        missing = [
+            c
+            for c in range(1, self.components + 1)
+            if c not in selected or (previous is not None and previous.owns(selected[c]))
+        ]
+        valid = {p.component for p in self.checklist.pairs.values() if p.state is SUCCEEDED}
         why = "no nominated pair" if all(c in valid for c in missing) else "no valid pair"
         names = ", ".join(map(str, missing))
         reports = sorted(self.checklist.pairs.values(), key=lambda p: -p.priority)
+        what = "ICE restart failed" if previous is not None else "ICE failed"
         self.error = ConnectionFailed(
-            f"ICE failed: {why} for component {names} within {self.ice_timeout:g} s",
+            f"{what}: {why} for component {names} within {self.ice_timeout:g} s",
             [p.report() for p in reports],
         )
         self._set_state(ConnectionState.FAILED)
@@ -1074,7 +1333,7 @@ class Agent:
             self._set_state(ConnectionState.DISCONNECTED)
         horizon = now - self.consent_timeout
         consent = self._consent
-        for transaction_id in [t for t, (_, sent) in consent.items() if sent <= horizon]:
+        for transaction_id in [t for t, (_, sent, _) in consent.items() if sent <= horizon]:
             del consent[transaction_id]
         for component, part in enumerate(self._components, 1):
             due = part.consent_due
@@ -1082,10 +1341,13 @@ class Agent:
                 continue
             pair = self.selected[component]
             transaction_id = self._rng.randbytes(12)
-            self._transmits.append(
-                Transmit(self._request(transaction_id, pair, False), pair.key[0], pair.key[1])
-            )
-            consent[transaction_id] = (pair, now)
+            previous = self._previous
+            generation = previous if previous is not None and previous.owns(pair) else None
+            data = self._request(transaction_id, pair, False, generation)
+            self._transmits.append(Transmit(data, pair.key[0], pair.key[1]))
+            key = self._remote_key if generation is None else generation.remote_key
+            assert key is not None
+            consent[transaction_id] = (pair, now, key)
             pair.requests_sent += 1
             pair.consent_requests_sent += 1
             pair.last_sent_at = now
@@ -1099,11 +1361,9 @@ class Agent:
         entry = self._consent.get(message.transaction_id)
         if entry is None:
             return False
-        pair, sent = entry
-        key = self._remote_key
+        pair, sent, key = entry
         if (
             message.cls is not _SUCCESS
-            or key is None
             or not message.check_integrity(key)
             or (local, remote) != pair.key
         ):
@@ -1176,6 +1436,7 @@ class Agent:
             self.state is ConnectionState.CONNECTED
             and self.local_end_of_candidates
             and self.remote_end_of_candidates
+            and self._previous is None
             and not self.checklist.triggered
             and all(check.cancelled for check in self._checks.values())
         ):
@@ -1233,26 +1494,38 @@ class Agent:
         self.stats.checks_sent += 1
         self._transmits.append(Transmit(data, pair.key[0], pair.key[1]))
 
-    def _request(self, transaction_id: bytes, pair: CandidatePair, use_candidate: bool) -> bytes:
-        """A signed, fingerprinted Binding request for ``pair`` (RFC 8445 section 7.1).
+    def _request(
+        self,
+        transaction_id: bytes,
+        pair: CandidatePair,
+        use_candidate: bool,
+        generation: _Generation | None = None,
+    ) -> bytes:
+        """A signed, fingerprinted Binding request for ``pair`` (RFC 8445 section 7.1),
+        under the credentials of ``generation`` (from before an ICE restart) if given.
 
         Its attributes differ only by priority, role and USE-CANDIDATE, so each variant
         is encoded once and then only signed afresh.
         """
         priority = (PRFLX_PREFERENCE << 24) | (pair.local.priority & 0xFFFFFF)
         variant = (priority, self.controlling, use_candidate)
-        body = self._bodies.get(variant)
+        if generation is None:
+            bodies, key, username = self._bodies, self._remote_key, self._username
+        else:
+            bodies, key = generation.bodies, generation.remote_key
+            username = f"{generation.remote_ufrag}:{generation.local_ufrag}"
+        body = bodies.get(variant)
         if body is None:
             role = _CONTROLLING if self.controlling else _CONTROLLED
             body = (
-                encode_attribute(_USERNAME, self._username, transaction_id)
+                encode_attribute(_USERNAME, username, transaction_id)
                 + encode_attribute(_PRIORITY, priority, transaction_id)
                 + encode_attribute(role, self.tie_breaker, transaction_id)
             )
             if use_candidate:
                 body += encode_attribute(_USE_CANDIDATE, True, transaction_id)
-            self._bodies[variant] = body
-        return encode_body(_BINDING, _REQUEST, transaction_id, body, self._remote_key, True)
+            bodies[variant] = body
+        return encode_body(_BINDING, _REQUEST, transaction_id, body, key, True)
 
     def _arm(self, check: _Check) -> None:
         wake = check.transaction.poll_timeout()

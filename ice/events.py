@@ -90,6 +90,17 @@ class ConnectionStateChanged:
     error: ConnectionFailed | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Restarted:
+    """An ICE restart began (RFC 8445 section 9). ``ufrag`` and ``pwd`` are our new
+    credentials, to signal to the peer; ``by_peer`` when the peer's new credentials
+    started it."""
+
+    ufrag: str
+    pwd: str
+    by_peer: bool
+
+
 Event = (
     PairStateChanged
     | PairNominated
@@ -98,6 +109,7 @@ Event = (
     | RoleChanged
     | ConsentExpired
     | ConnectionStateChanged
+    | Restarted
 )
 
 _USABLE = frozenset(
