@@ -20,6 +20,7 @@ from .events import (
 )
 from .gather import ServerFailure, TurnServer
 from .interfaces import HostAddress
+from .multistream import MultiStreamAgent
 from .pacer import GLOBAL_PACER, Pacer
 
 __all__ = [
@@ -40,6 +41,7 @@ __all__ = [
     "Event",
     "HostAddress",
     "IceError",
+    "MultiStreamAgent",
     "Pacer",
     "PairNominated",
     "PairReport",

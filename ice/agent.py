@@ -18,7 +18,7 @@ import heapq
 import random
 import re
 from dataclasses import dataclass
-from typing import Literal, NamedTuple
+from typing import TYPE_CHECKING, Literal, NamedTuple
 
 from stun.attributes import MAGIC_COOKIE, Attr, encode_attribute
 from stun.auth import short_term_key
@@ -57,6 +57,9 @@ from .events import (
     SelectedPairChanged,
 )
 from .pacer import GLOBAL_PACER, Pacer
+
+if TYPE_CHECKING:
+    from .multistream import MultiStreamAgent
 
 DEFAULT_TA = 0.050
 """Ta, the pacing of new transactions (RFC 8445 section 14.2)."""
@@ -208,6 +211,12 @@ class _Generation:
         return self.selected.get(pair.component) is pair
 
 
+def _pairable(remote: Candidate) -> bool:
+    """Whether a remote candidate can be checked: UDP, an IP address (not an mDNS name
+    yet to be resolved) and a port."""
+    return remote.protocol == "udp" and not remote.is_mdns and remote.port != 0
+
+
 def _binding_success(transaction_id: bytes, remote: Address, key: bytes) -> bytes:
     """A signed, fingerprinted Binding success response that maps ``remote``."""
     return encode_body(
@@ -298,6 +307,7 @@ class Agent:
         "_consenting",
         "_deadline",
         "_events",
+        "_group",
         "_keepalive_due",
         "_local_by_address",
         "_local_by_base",
@@ -408,6 +418,7 @@ class Agent:
         self.remote_lite = False
         self._previous: _Generation | None = None
         self._select_due = False
+        self._group: MultiStreamAgent | None = None
         self.tie_breaker = tie_breaker if tie_breaker is not None else rng.getrandbits(64)
         ufrag, pwd = _random_credentials(rng)
         self.local_ufrag = (
@@ -586,7 +597,8 @@ class Agent:
             return True  # a server-reflexive candidate is checked through its base
         self._local_by_base[candidate.base] = candidate
         for remote in self.remote_candidates:
-            self._form_pair(candidate, remote)
+            if _pairable(remote):
+                self._form_pair(candidate, remote)
         return True
 
     def add_remote_candidate(self, candidate: Candidate | None) -> None:
@@ -607,8 +619,8 @@ class Agent:
         else:
             self.remote_candidates.append(candidate)
         self._remote_by_address[key] = candidate
-        if candidate.protocol != "udp" or candidate.is_mdns or candidate.port == 0:
-            return  # carried, never paired: ICE-TCP and mDNS resolution are not here yet
+        if not _pairable(candidate):
+            return  # carried, never paired: no ICE-TCP; mDNS names are the shell's to resolve
         for local in list(self._local_by_base.values()):
             self._form_pair(local, candidate)
         if self.lite and self.remote_lite and self._checking:
@@ -756,7 +768,7 @@ class Agent:
             return self._started_at
         if self._deadline is not None and (deadline is None or self._deadline < deadline):
             deadline = self._deadline
-        if self._remote_key is not None and self.checklist.has_work(self._ordinary):
+        if self._group is None and self._has_work():
             slot = self._next_slot
             pacer = self._pacer
             if pacer is not None:
@@ -983,9 +995,7 @@ class Agent:
             if self._settled(component):
                 continue
             remotes = [
-                c
-                for c in self.remote_candidates
-                if c.component == component and c.protocol == "udp" and c.port and not c.is_mdns
+                c for c in self.remote_candidates if c.component == component and _pairable(c)
             ]
             if not remotes:
                 continue
@@ -1110,8 +1120,9 @@ class Agent:
             part.best = self._best_succeeded(component)
         foundation = pair.foundation
         self._succeeded_foundations.add(foundation)
-        for unfrozen in self.checklist.unfreeze_foundation(foundation):
-            self._events.append(PairStateChanged(unfrozen, FROZEN, WAITING))
+        for stream in (self,) if self._group is None else self._group.streams:
+            for unfrozen in stream.checklist.unfreeze_foundation(foundation):
+                stream._events.append(PairStateChanged(unfrozen, FROZEN, WAITING))
         if check.use_candidate or (not self.controlling and pair.nominate_on_success):
             self._nominate(now, valid)
         elif self.controlling and not self.aggressive:
@@ -1141,6 +1152,8 @@ class Agent:
         self.checklist.enqueue_triggered(pair)
 
     def _switch_role(self, controlling: bool) -> None:
+        if controlling == self.controlling:
+            return
         self.controlling = controlling
         self.checklist.reprioritise(controlling)
         for valid in self.valid_pairs.values():
@@ -1149,6 +1162,9 @@ class Agent:
         for part in self._components:
             part.nominating = None
         self._events.append(RoleChanged(controlling))
+        if self._group is not None:
+            for stream in self._group.streams:
+                stream._switch_role(controlling)  # one role for all data streams
 
     def _nominate(self, now: float, valid: CandidatePair) -> None:
         if valid.nominated:
@@ -1447,6 +1463,9 @@ class Agent:
     def _pace(self, now: float, soon: float | None = None) -> None:
         """Send the next check if the pacing allows it by ``soon`` (``now`` if None).
         The next slot is Ta after this one, however early the check left."""
+        if self._group is not None:
+            self._group._pace(now, soon)
+            return
         if soon is None:
             soon = now
         if soon < self._next_slot or self._remote_key is None:
@@ -1454,16 +1473,30 @@ class Agent:
         pacer = self._pacer
         if pacer is not None and pacer.slot(soon) > soon:
             return
+        if not self._send_next(now):
+            return
+        self._next_slot = max(now, self._next_slot) + self.ta
+        if pacer is not None:
+            pacer.take(pacer.slot(now))
+
+    def _send_next(self, now: float) -> bool:
+        """Send the check next in line, triggered first; False when there is none."""
         checklist = self.checklist
         pair = checklist.pop_triggered()
         if pair is None:
             pair = checklist.pop_waiting() if self._ordinary else None
             if pair is None:
-                return
+                return False
         self._send_check(now, pair)
-        self._next_slot = max(now, self._next_slot) + self.ta
-        if pacer is not None:
-            pacer.take(pacer.slot(now))
+        return True
+
+    def _has_work(self) -> bool:
+        """Whether a check could go out now, pacing aside."""
+        return (
+            self._checking
+            and self._remote_key is not None
+            and self.checklist.has_work(self._ordinary)
+        )
 
     def _send_check(self, now: float, pair: CandidatePair) -> None:
         assert self._remote_key is not None
@@ -1475,6 +1508,8 @@ class Agent:
         priority = (PRFLX_PREFERENCE << 24) | (pair.local.priority & 0xFFFFFF)
         checklist = self.checklist
         busy = checklist.count(WAITING) + checklist.count(IN_PROGRESS)
+        if self._group is not None:
+            busy *= self._group.active_lists()  # N in RFC 8445 section 14.3
         rto = max(MIN_RTO, self.ta * busy)
         transaction = ClientTransaction(data, now, integrity_key=self._remote_key, rto=rto)
         transaction.poll_transmit()

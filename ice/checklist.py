@@ -185,7 +185,10 @@ class CheckList:
     still Frozen or Waiting are dropped (RFC 8445 section 6.1.2.5).
     """
 
-    def __init__(self, max_pairs: int = 100) -> None:
+    def __init__(self, max_pairs: int = 100, active: dict[str, int] | None = None) -> None:
+        """``active`` counts the Waiting and In-Progress pairs per foundation; check
+        lists of one agent's data streams share it, so that the frozen-pair rules see
+        all of them (RFC 8445 sections 6.1.2.6 and 6.1.4.2)."""
         if max_pairs < 1:
             raise ValueError("max_pairs must be at least 1")
         self.max_pairs = max_pairs
@@ -193,7 +196,7 @@ class CheckList:
         self.triggered: list[CandidatePair] = []  # FIFO; short, and lighter than a deque
         self._waiting: list[tuple[int, int, int, CandidatePair]] = []
         self._frozen: dict[str, list[CandidatePair]] = {}
-        self._active: dict[str, int] = {}  # foundation -> pairs Waiting or In-Progress
+        self._active = {} if active is None else active
         self._ranked: list[tuple[int, int, CandidatePair]] = []  # by priority, ascending
         self._counts = [0] * len(_INDEX)  # per state, by _INDEX: a list is half a dict
         self._seq = 0

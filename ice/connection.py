@@ -53,6 +53,8 @@ from .gather import (
     stun_server,
 )
 from .interfaces import HostAddress, bind_udp, host_addresses
+from .mdns import MdnsService
+from .mdns_candidates import MdnsCandidates
 from .pacer import GLOBAL_PACER
 
 RECEIVE_QUEUE = 1024
@@ -139,6 +141,19 @@ class Connection:
     ``ta``, ``nomination``, ``global_pacing`` and ``ice_timeout`` are the
     :class:`~ice.agent.Agent`'s settings;
     ``ta`` is proposed to the peer, which signals its own in :meth:`set_remote_credentials`.
+
+    mDNS (draft-ietf-mmusic-mdns-ice-candidates) is opt-in: nothing is multicast unless
+    ``mdns``, an open :class:`~ice.mdns.MdnsService`, is given. The caller owns it
+    (connections may share one) and closes it; :meth:`close` only unregisters the names
+    this connection registered. With it, each ``.local`` candidate of the peer is resolved
+    (bounded by the service's resolve timeout) and a copy per address it resolves to joins
+    the checks; one that does not resolve is left unpaired and counted in
+    :attr:`mdns_unresolved`, and the peer's end-of-candidates reaches the agent once the
+    resolutions under way have ended. Without one, ``.local`` candidates are carried but
+    never paired. ``mdns_publish`` (needs ``mdns``) offers our host candidates under
+    ``<uuid4>.local`` names, and server-reflexive ones with the related address
+    ``0.0.0.0:0`` (``[::]:0``), so that the peer learns no private address; see
+    :attr:`local_candidates`.
     """
 
     __slots__ = (
@@ -156,6 +171,7 @@ class Connection:
         "_host_options",
         "_hosts",
         "_loop",
+        "_mdns",
         "_outcome",
         "_port_range",
         "_queries",
@@ -201,6 +217,8 @@ class Connection:
         max_pairs: int = 100,
         local_ufrag: str | None = None,
         local_pwd: str | None = None,
+        mdns: MdnsService | None = None,
+        mdns_publish: bool = False,
     ) -> None:
         self._stun_servers = [stun_server(url) for url in stun_servers]
         self._turn_servers = list(turn_servers)
@@ -220,6 +238,9 @@ class Connection:
         if gather_timeout <= 0:
             raise ValueError("gather_timeout must be positive")
         self._gather_timeout = gather_timeout
+        if mdns_publish and mdns is None:
+            raise ValueError("mdns_publish needs an mdns service")
+        self._mdns = None if mdns is None else MdnsCandidates(mdns, mdns_publish)
         self.agent = Agent(
             controlling,
             components=components,
@@ -279,8 +300,19 @@ class Connection:
 
     @property
     def local_candidates(self) -> list[Candidate]:
-        """The candidates gathered so far (peer-reflexive ones learned later excluded)."""
-        return list(self._gathered)
+        """The candidates gathered so far (peer-reflexive ones learned later excluded), as
+        offered to the peer: with ``mdns_publish``, under their ``.local`` names (the
+        agent's own candidates, in its pairs, keep their IP addresses)."""
+        return [self._offered(c) for c in self._gathered]
+
+    @property
+    def mdns_unresolved(self) -> int:
+        """The peer's ``.local`` candidates that ``mdns`` did not resolve (left unpaired)."""
+        return 0 if self._mdns is None else self._mdns.unresolved
+
+    def _offered(self, candidate: Candidate) -> Candidate:
+        """One of the agent's candidates in the form the peer is offered."""
+        return candidate if self._mdns is None else self._mdns.public(candidate)
 
     @property
     def state(self) -> ConnectionState:
@@ -297,7 +329,7 @@ class Connection:
         while True:
             while seen < len(self._gathered):
                 seen += 1
-                yield self._gathered[seen - 1]
+                yield self._offered(self._gathered[seen - 1])
             if self._gather_done:
                 break
             await self._gathering_progress()
@@ -311,7 +343,7 @@ class Connection:
             await self._gathering_progress()
         if self._gather_error is not None:
             raise self._gather_error
-        return list(self._gathered)
+        return self.local_candidates
 
     async def _gathering_progress(self) -> None:
         """Until the next candidate, or the end of gathering."""
@@ -361,6 +393,8 @@ class Connection:
     def _emit(self, candidate: Candidate) -> None:
         if self._closed or not self.agent.add_local_candidate(candidate):
             return
+        if self._mdns is not None:
+            self._mdns.gathered(candidate)
         self._gathered.append(candidate)
         self._wake_gatherers()
         self._service()
@@ -520,7 +554,17 @@ class Connection:
         self._service()
 
     def add_remote_candidate(self, candidate: Candidate | None) -> None:
-        """A candidate from the peer; None when the peer has signalled the last one."""
+        """A candidate from the peer; None when the peer has signalled the last one.
+
+        With ``mdns``, a ``.local`` candidate is also resolved in the background, and None
+        waits for the resolutions under way (see the class docstring)."""
+        mdns = self._mdns
+        if mdns is not None and not self._closed:
+            if candidate is None:
+                if mdns.hold_end():
+                    return
+            elif candidate.is_mdns:
+                mdns.resolve(candidate, self.add_remote_candidate)
         self.agent.add_remote_candidate(candidate)
         if candidate is not None:
             for allocation in self._relays.values():
@@ -715,10 +759,12 @@ class Connection:
         self.agent.close()
         self._service()
         gathering = self._gathering
+        resolving = self._mdns.close() if self._mdns is not None else []
         relays = self._shut(None)
         if gathering is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await gathering
+        await asyncio.gather(*resolving, return_exceptions=True)
         await self._release(relays)
 
     def _consent_expired(self) -> None:
@@ -749,6 +795,8 @@ class Connection:
         self._wake_gatherers()
         for task in list(self._tasks or ()):
             task.cancel()
+        if self._mdns is not None:
+            self._mdns.close()
         for host in self._hosts.values():
             host.socket.close()
         relays = list(self._relays.values())
