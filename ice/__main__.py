@@ -6,11 +6,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import ipaddress
-import json
 import os
 import sys
 import time
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Iterable
 from typing import Any, TextIO
 
 from stun import cli
@@ -21,8 +20,8 @@ from .candidate import Candidate
 from .channel import Channel
 from .checklist import CandidatePair
 from .connection import Connection
-from .errors import ConnectionFailed, IceError
-from .gather import TurnServer, stun_server
+from .errors import IceError
+from .gather import DEFAULT_GATHER_TIMEOUT, TurnServer, stun_server
 from .interfaces import HostAddress
 from .offer import Mode, Offer, check_modes, choose_role, tie_breaker
 from .progress import Progress, server_names
@@ -35,35 +34,33 @@ CONNECT_TIMEOUT = 30.0
 """Seconds ICE may take to connect once the peer's line is in, and the peer's side to
 answer on the channel after that (``--timeout``): long enough for a person to paste our
 line on the other side."""
+DEMO_TIMEOUT = 10.0
+"""Seconds the demo's agents may take to connect (``--timeout``)."""
 
-EXAMPLES = """\
-examples:
-  ice connect                           talk to a peer on this LAN (see ice connect --help)
-  ice demo                              two agents on loopback: gather, connect, exchange data
-  ice gather --include-loopback         host candidates of this machine
-  ice gather --stun stun:127.0.0.1:3478 --turn turn:127.0.0.1:3478 -u alice -p secret
+EXAMPLES = [
+    "ice demo                        # two agents on loopback: gather, connect, exchange data",
+    "ice gather --include-loopback   # the host candidates of this machine",
+    "ice connect --include-loopback --signal unix:/tmp/ice.sock    # in two terminals here",
+]
+EXIT_CODES = cli.exit_codes("a server failed or ICE failed (one line on stderr says why)")
 
-Only the servers you name (and the peer you connect to) are contacted.
-exit codes: 0 ok, 1 a server failed or ICE failed, 2 bad usage, 130 interrupted
-"""
-
-GATHER_EPILOG = """\
+GATHER_NOTES = """\
 With no --stun or --turn only host candidates are gathered and no server is contacted.
 While servers are pending a status line names them (redrawn in place on a terminal, a
 plain line each second otherwise, none with --json). Every server that failed is named
-with the reason (timeout, 401, 403, DNS, refused), and the exit code is then 1.
---timeout S: how long each server may take (default 3 s).
+with the reason (timeout, 401, 403, DNS, refused); the exit code is then 1, and one line
+on stderr counts them."""
+GATHER_EXAMPLES = [
+    "ice gather --include-loopback                                # host candidates only",
+    "ice gather --address 127.0.0.1 --stun stun:127.0.0.1:3478    # and a reflexive one",
+    "ice gather --address 127.0.0.1 --turn turn:127.0.0.1:3478 -u alice -p secret",
+    "ice gather --turn 'turn:127.0.0.1:3478?transport=tcp' -u alice -p secret --json",
+]
+GATHER_EXIT_CODES = cli.exit_codes(
+    "a server failed (named with the reason), or no usable local address"
+)
 
-examples:
-  ice gather                                              host candidates only
-  ice gather --stun stun:stun.example.org:3478            and a server-reflexive one
-  ice gather --turn turn:turn.example.org -u alice -p secret               and a relayed one
-  ice gather --turn 'turn:turn.example.org?transport=tcp' -u alice -p secret --json
-
-exit codes: 0 ok, 1 a server failed (or no usable address), 2 bad usage, 130 interrupted
-"""
-
-CONNECT_EPILOG = """\
+CONNECT_NOTES = """\
 Prints our offer as one line, reads the peer's (from stdin, or over --signal), connects,
 prints the selected pair and the time it took, then chats: lines typed here go to the
 peer, the peer's lines are printed, until end of input (Ctrl-D) or Ctrl-C on either side.
@@ -76,21 +73,27 @@ the servers you name and the peer you pair with are contacted.
 
 Who controls ICE is settled for you: the side whose line carries the higher ICE
 tie-breaker; --controlling or --controlled picks a tie-breaker that wins or loses
-against any side that picked none. --timeout S bounds the wait for the peer's line (no
-limit by default), then ICE (30 s by default). --signal unix:PATH or tcp:HOST:PORT:
-both sides name the same place; the first there listens, the other connects. The line
-carries the ICE password: signal over TCP only across a network you trust.
+against any side that picked none. --signal unix:PATH or tcp:HOST:PORT: both sides name
+the same place; the first there listens, the other connects. The line carries the ICE
+password: signal over TCP only across a network you trust.
 
-examples:
-  ice connect                          same LAN: give the printed line to the peer, paste theirs
-  ice connect --stun stun:stun.example.org:3478                           across NATs
-  ice connect --stun stun:stun.example.org --turn turn:turn.example.org -u alice -p secret
-  ice connect --signal tcp:0.0.0.0:7000 --receive photo.jpg      on one machine (it listens)
-  ice connect --signal tcp:192.0.2.7:7000 --send photo.jpg       on the other (it connects)
-  ice connect --include-loopback --signal unix:/tmp/ice.sock     in two terminals here
+-v shows the local and remote candidates, and the pairs tried when ICE fails."""
+CONNECT_EXAMPLES = [
+    "ice connect --include-loopback           # then paste the peer's line here",
+    "ice connect --include-loopback --signal unix:/tmp/ice.sock   # in two terminals here",
+    "ice connect --include-loopback --signal tcp:127.0.0.1:7000 --receive copy.jpg  # first",
+    "ice connect --include-loopback --signal tcp:127.0.0.1:7000 --send photo.jpg    # then",
+    "ice connect --stun stun:127.0.0.1:3478 --turn turn:127.0.0.1:3478 -u alice -p secret",
+]
+CONNECT_EXIT_CODES = cli.exit_codes(
+    "failed: ICE, the transfer, or the peer's line (one line on stderr says why)",
+    interrupted="interrupted (Ctrl-C; the peer is told)",
+)
 
-exit codes: 0 ok, 1 failed (one line on stderr says why), 2 bad usage, 130 interrupted
-"""
+DEMO_EXAMPLES = [
+    "ice demo",
+    "ice demo --json --timeout 5",
+]
 
 
 _stun_url = cli.validated(stun_server)
@@ -151,16 +154,7 @@ def _candidate_options() -> argparse.ArgumentParser:
     return parent
 
 
-def _connect_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
-    connect = commands.add_parser(
-        "connect",
-        parents=parents,
-        help="connect to a peer (offer lines by copy and paste or --signal), then chat or "
-        "send a file",
-        description="Connect to a peer with ICE, on the same LAN or (with servers) across NATs.",
-        epilog=CONNECT_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+def _connect_options(connect: argparse.ArgumentParser) -> None:
     role = connect.add_mutually_exclusive_group()
     for name in ("controlling", "controlled"):
         role.add_argument(
@@ -192,33 +186,56 @@ def _connect_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> No
     )
 
 
-def _parser() -> argparse.ArgumentParser:
-    common = cli.common_options()
+def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    """The ``ice`` parser and its subcommands' parsers."""
     candidates = _candidate_options()
-    parser = argparse.ArgumentParser(
-        prog="ice",
-        description="ICE (RFC 8445) tools: gather candidates, connect to a peer, "
-        "demonstrate a connection.",
-        epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    parser = cli.parser(
+        "ice",
+        "ICE (RFC 8445) tools: gather candidates, connect to a peer, demonstrate a connection.\n"
+        "Only the servers you name (and the peer you connect to) are contacted.",
+        EXAMPLES,
+        EXIT_CODES,
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    commands.add_parser(
+    gather = cli.add_command(
+        commands,
         "gather",
-        parents=[common, candidates],
         help="print local candidates as they are gathered",
         description="Print local candidates as they are gathered; name every server that "
         "failed, and why.",
-        epilog=GATHER_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        timeout=f"give each STUN and TURN server S seconds (default {DEFAULT_GATHER_TIMEOUT:g})",
+        examples=GATHER_EXAMPLES,
+        exit_codes=GATHER_EXIT_CODES,
+        notes=GATHER_NOTES,
+        parents=[candidates],
     )
-    _connect_parser(commands, [common, candidates])
-    commands.add_parser(
+    connect = cli.add_command(
+        commands,
+        "connect",
+        help="connect to a peer (offer lines by copy and paste or --signal), then chat or "
+        "send a file",
+        description="Connect to a peer with ICE, on the same LAN or (with servers) across NATs.",
+        timeout="wait at most S seconds for the peer's line (default: no limit), then S"
+        f" for ICE to connect and the peer to answer (default {CONNECT_TIMEOUT:g})",
+        examples=CONNECT_EXAMPLES,
+        exit_codes=CONNECT_EXIT_CODES,
+        notes=CONNECT_NOTES,
+        parents=[candidates],
+    )
+    _connect_options(connect)
+    demo = cli.add_command(
+        commands,
         "demo",
-        parents=[common],
         help="two agents on loopback with our STUN server: gather, connect, exchange data",
+        description="Start our STUN server on loopback and two agents; gather, connect them\n"
+        "and exchange data, then print each check, the selected pair and the times.\n"
+        "No network is needed.",
+        timeout=f"give the agents S seconds to connect (default {DEMO_TIMEOUT:g})",
+        examples=DEMO_EXAMPLES,
+        exit_codes=cli.exit_codes("the agents did not connect"),
+        notes="-v prints each agent's statistics on stderr.",
     )
-    return parser
+    return parser, {"gather": gather, "connect": connect, "demo": demo}
 
 
 def _candidate_record(candidate: Candidate, elapsed: float) -> dict[str, Any]:
@@ -267,7 +284,12 @@ async def _gather(args: argparse.Namespace) -> int:
         cli.emit(args, {"server": failure.server, "error": failure.reason}, f"failed: {failure}")
     summary = f"{count} candidates, {len(conn.failures)} servers failed"
     cli.emit(args, {"candidates": count, "failed": len(conn.failures)}, summary)
-    return cli.EXIT_FAILED if conn.failures else cli.EXIT_OK
+    if not conn.failures:
+        return cli.EXIT_OK
+    # the failures are records above (--json too): stderr gets the one error line
+    names = ", ".join(failure.server for failure in conn.failures)
+    total = len(args.stun) + len(args.turn)
+    return cli.fail("ice gather", f"{len(conn.failures)} of {total} servers failed ({names})")
 
 
 def _print_candidate(args: argparse.Namespace, candidate: Candidate, elapsed: float) -> None:
@@ -294,7 +316,7 @@ async def _demo(args: argparse.Namespace) -> int:
         "include_loopback": True,
         "ipv6": False,
         "address_filter": _loopback,
-        "ice_timeout": args.timeout or 10.0,
+        "ice_timeout": args.timeout or DEMO_TIMEOUT,
     }
     left, right = Connection(True, **options), Connection(False, **options)
     try:
@@ -322,6 +344,8 @@ async def _demo(args: argparse.Namespace) -> int:
         echoes = await asyncio.gather(right.recv(), left.recv())
         for name, conn in (("left", left), ("right", right)):
             _timeline(args, name, conn, begin)
+            if args.verbose:
+                print(f"{name} stats: {conn.agent.stats}", file=sys.stderr, flush=True)
         pair = left.selected_pair()
         assert pair is not None
         cli.emit(
@@ -555,26 +579,7 @@ def _report(args: argparse.Namespace, verb: str, transfer: Transfer) -> None:
     cli.emit(args, {verb: record}, text)
 
 
-async def _guarded(
-    command: Callable[[argparse.Namespace], Coroutine[Any, Any, int]], args: argparse.Namespace
-) -> int:
-    """Run a command; an IceError becomes the one-line error cli.run gives other failures."""
-    try:
-        return await command(args)
-    except IceError as exc:
-        message = exc.reason if isinstance(exc, ConnectionFailed) else str(exc)
-        if args.json:
-            print(json.dumps({"error": message}), flush=True)
-        print(f"ice {args.command}: {message}", file=sys.stderr, flush=True)
-        if args.verbose and isinstance(exc, ConnectionFailed):
-            for report in exc.pairs:
-                print(f"  {report}", file=sys.stderr)
-        return cli.EXIT_FAILED
-
-
 def _check_usage(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    if args.timeout is not None and not args.timeout > 0:
-        parser.error("--timeout must be more than 0 seconds")
     if getattr(args, "turn", None) and (args.username is None or args.password is None):
         parser.error("--turn needs -u USER and -p PASS")
     if args.command != "connect":
@@ -589,11 +594,17 @@ def _check_usage(parser: argparse.ArgumentParser, args: argparse.Namespace) -> N
 
 def main(argv: list[str] | None = None) -> int:
     """The ``ice`` command."""
-    parser = _parser()
+    parser, commands = _parser()
     args = parser.parse_args(argv)
-    _check_usage(parser, args)
+    _check_usage(commands[args.command], args)
     command = {"gather": _gather, "connect": _connect, "demo": _demo}[args.command]
-    return cli.run(lambda: _guarded(command, args), f"ice {args.command}", as_json=args.json)
+    return cli.run(
+        lambda: command(args),
+        f"ice {args.command}",
+        as_json=args.json,
+        verbose=args.verbose,
+        expected=(IceError,),
+    )
 
 
 if __name__ == "__main__":

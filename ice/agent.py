@@ -735,6 +735,12 @@ class Agent:
             self._maybe_complete()
 
     @property
+    def restarting(self) -> bool:
+        """Whether an ICE restart is under way: pairs selected before it still carry the
+        data while the new checks have not selected a pair for every component."""
+        return self._previous is not None
+
+    @property
     def ice_deadline(self) -> float | None:
         """When the ICE timeout fails the agent if it has not connected (or completed
         its ICE restart) by then."""

@@ -41,11 +41,18 @@ from .agent import (
 from .candidate import Address, Candidate
 from .checklist import CandidatePair
 from .errors import ConnectionFailed, IceError
-from .events import CandidateLearned, ConnectionState, ConnectionStateChanged, ConsentExpired
+from .events import (
+    CandidateLearned,
+    ConnectionState,
+    ConnectionStateChanged,
+    ConsentExpired,
+    SelectedPairChanged,
+)
 from .gather import (
     DEFAULT_GATHER_TIMEOUT,
     ServerFailure,
     TurnServer,
+    failure_reason,
     host_candidate,
     host_preference,
     reflexive_candidate,
@@ -142,6 +149,17 @@ class Connection:
     :class:`~ice.agent.Agent`'s settings;
     ``ta`` is proposed to the peer, which signals its own in :meth:`set_remote_credentials`.
 
+    ``lite=True`` makes this an ICE-lite endpoint (as SFUs and servers with a public
+    address are): host candidates only, no STUN or TURN servers, no checks of its own;
+    it answers the peer's and uses the pair the peer nominates (see
+    :class:`~ice.agent.Agent`). Signal ``a=ice-lite`` to the peer; a peer that is lite
+    is announced with ``set_remote_credentials(..., lite=True)``.
+
+    :meth:`restart` is an ICE restart; the peer's restart is detected when
+    :meth:`set_remote_credentials` brings new credentials, and this connection then has
+    new ones of its own (:attr:`local_ufrag`, :attr:`local_pwd`) to signal back. Data
+    keeps flowing on the old selected pair until the new checks select one.
+
     mDNS (draft-ietf-mmusic-mdns-ice-candidates) is opt-in: nothing is multicast unless
     ``mdns``, an open :class:`~ice.mdns.MdnsService`, is given. The caller owns it
     (connections may share one) and closes it; :meth:`close` only unregisters the names
@@ -219,6 +237,7 @@ class Connection:
         local_pwd: str | None = None,
         mdns: MdnsService | None = None,
         mdns_publish: bool = False,
+        lite: bool = False,
     ) -> None:
         self._stun_servers = [stun_server(url) for url in stun_servers]
         self._turn_servers = list(turn_servers)
@@ -256,7 +275,10 @@ class Connection:
             max_pairs=max_pairs,
             local_ufrag=local_ufrag,
             local_pwd=local_pwd,
+            lite=lite,
         )
+        if lite and (stun_servers or turn_servers or relay_only):
+            raise ValueError("an ICE-lite connection has host candidates only: no servers")
         self._loop: asyncio.AbstractEventLoop | None = None
         self._time: Callable[[], float] = time.monotonic
         self._timer: asyncio.TimerHandle | None = None
@@ -422,7 +444,7 @@ class Connection:
         try:
             address = await resolve(server_address.host, server_address.port)
         except StunError as exc:
-            self.failures.append(ServerFailure(server, f"DNS: {exc}"))
+            self.failures.append(ServerFailure(server, failure_reason(exc)))
             return
         family_v6 = ":" in address[0]
         hosts = [h for h in self._hosts.values() if (":" in h.address[0]) == family_v6]
@@ -465,7 +487,7 @@ class Connection:
                     break
                 transaction.handle_timeout(self._time())
         except OSError as exc:
-            return f"socket error: {exc.strerror or exc}"
+            return failure_reason(exc)
         finally:
             del self._queries[transaction.transaction_id]
         if transaction.response is not None:
@@ -474,7 +496,7 @@ class Connection:
                 return "the answer had no XOR-MAPPED-ADDRESS"
             return (str(mapped[0]), int(mapped[1]))
         error = transaction.error
-        return "timeout" if error is None or "no response" in str(error) else str(error)
+        return "timeout" if error is None else failure_reason(error)
 
     def _answer(self, data: bytes) -> bool:
         """Hand a datagram to the gathering query it answers, if any."""
@@ -504,7 +526,7 @@ class Connection:
                     timeout=self._gather_timeout,
                 )
             except (TurnError, StunError, OSError) as exc:
-                self.failures.append(ServerFailure(name, str(exc) or type(exc).__name__))
+                self.failures.append(ServerFailure(name, failure_reason(exc)))
                 return
             if self._closed:
                 await allocation.close()
@@ -548,10 +570,40 @@ class Connection:
 
     # -- the remote side -------------------------------------------------------------------
 
-    def set_remote_credentials(self, ufrag: str, pwd: str, *, ta: float | None = None) -> None:
-        """The peer's ufrag and pwd, and the Ta it proposed (``a=ice-pacing``), if any."""
-        self.agent.set_remote_credentials(ufrag, pwd, ta=ta)
+    def set_remote_credentials(
+        self, ufrag: str, pwd: str, *, ta: float | None = None, lite: bool = False
+    ) -> None:
+        """The peer's ufrag and pwd, the Ta it proposed (``a=ice-pacing``), if any, and
+        whether it is ICE-lite (``a=ice-lite``). New credentials once connecting are the
+        peer's ICE restart: this connection restarts too, and its new
+        :attr:`local_ufrag` and :attr:`local_pwd` must be signalled back, with
+        :attr:`local_candidates`."""
+        ufrag_before = self.agent.local_ufrag
+        self.agent.set_remote_credentials(ufrag, pwd, ta=ta, lite=lite)
+        if self.agent.local_ufrag != ufrag_before:
+            self._begin_restart()
         self._service()
+
+    async def restart(self) -> None:
+        """ICE restart (RFC 8445 section 9): new local credentials and new checks, the
+        candidates and the roles kept. Signal :attr:`local_ufrag`, :attr:`local_pwd`
+        and :attr:`local_candidates` to the peer, give its new credentials and
+        candidates to :meth:`set_remote_credentials` and :meth:`add_remote_candidate`,
+        and :meth:`connect` returns the new selected pair. Until then the old one keeps
+        carrying data and consent; without a new one within ``ice_timeout`` the
+        connection fails."""
+        if self._closed:
+            raise self._closed_error()
+        self.agent.restart()
+        self._begin_restart()
+        self._service()
+
+    def _begin_restart(self) -> None:
+        """Start the checks of a restart at once (when connecting has begun)."""
+        if not self._connect_started or self._closed:
+            return
+        self._outcome = None
+        self.agent.start(self._time())
 
     def add_remote_candidate(self, candidate: Candidate | None) -> None:
         """A candidate from the peer; None when the peer has signalled the last one.
@@ -710,6 +762,13 @@ class Connection:
                     self._permit(allocation, event.candidate)
             elif isinstance(event, ConsentExpired):
                 self._consent_expired()
+            elif (
+                isinstance(event, SelectedPairChanged)
+                and self._connect_started
+                and agent.state.usable
+                and not agent.restarting
+            ):
+                self._settle(agent.selected[1])  # also when an ICE restart completes
         if self._loop is None or self._closed:
             return
         # A timer already set for earlier stays: waking early costs one idle
@@ -744,7 +803,8 @@ class Connection:
         if not self._connect_started:
             return
         if event.state is ConnectionState.CONNECTED:
-            self._settle(self.agent.selected[1])
+            if not self.agent.restarting:  # COMPLETED becomes CONNECTED as a restart begins
+                self._settle(self.agent.selected[1])
         elif event.state is ConnectionState.FAILED:
             self._settle(event.error or ConnectionFailed("ICE failed"))
         elif event.state is ConnectionState.CLOSED:
@@ -820,7 +880,9 @@ class Connection:
         received (agent clock). A pair and the valid pair its check produced are one row."""
         selected = {id(p) for p in self.agent.selected.values()}
         rows = []
-        pairs: Iterable[CandidatePair] = self.agent.pairs()
+        pairs: list[CandidatePair] = self.agent.pairs()
+        listed = {id(p.valid or p) for p in pairs}
+        pairs += [p for p in self.agent.selected.values() if id(p) not in listed]  # restarting
         for pair in pairs:
             valid = pair.valid or pair
             both = (pair,) if valid is pair else (pair, valid)

@@ -4,10 +4,15 @@ answers, and the record of servers that failed. The sockets live in
 
 from __future__ import annotations
 
+import errno
+import os
+import socket
 import ssl
 from dataclasses import dataclass, field
 
+from stun.errors import ErrorResponse, ResolutionError
 from stun.uri import ServerAddress, parse_server
+from turn.errors import TurnError
 from turn.uri import parse_turn_uri
 
 from .candidate import (
@@ -62,6 +67,97 @@ class ServerFailure:
 
     def __str__(self) -> str:
         return f"{self.server}: {self.reason}"
+
+
+REASON_PHRASES = {
+    300: "Try Alternate",
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    420: "Unknown Attribute",
+    437: "Allocation Mismatch",
+    438: "Stale Nonce",
+    440: "Address Family not Supported",
+    441: "Wrong Credentials",
+    442: "Unsupported Transport Protocol",
+    443: "Peer Address Family Mismatch",
+    486: "Allocation Quota Reached",
+    487: "Role Conflict",
+    500: "Server Error",
+    508: "Insufficient Capacity",
+}
+"""The RFC 8489 / RFC 8656 reason phrases, for error responses that came without one."""
+
+_REFUSED = errno.ECONNREFUSED
+_UNREACHABLE = (errno.EHOSTUNREACH, errno.ENETUNREACH, errno.ENETDOWN, errno.EHOSTDOWN)
+
+
+def failure_reason(exc: BaseException) -> str:
+    """Why a STUN or TURN server gave no candidate, in a few words: one of
+
+    - ``"timeout"`` (no answer in time: :class:`~stun.TransactionTimeout`,
+      :class:`~turn.errors.TurnTimeout`, ``asyncio.TimeoutError``),
+    - ``"DNS"`` (the name did not resolve: :class:`~stun.errors.ResolutionError`,
+      ``socket.gaierror``),
+    - ``"refused"`` (TCP RST, or ICMP port unreachable on UDP: ``ECONNREFUSED``),
+    - ``"unreachable"`` (no route to the host or network),
+    - ``"<code> <reason>"`` (an error response, e.g. ``"401 Unauthorized"``,
+      ``"403 Forbidden"``),
+    - ``"TLS"`` (the handshake or the certificate check failed),
+    - ``"error"`` (anything else),
+
+    followed by ``": "`` and the detail when there is one worth reading. The server's
+    name is not repeated: :class:`ServerFailure` carries it.
+    """
+    if isinstance(exc, ssl.SSLError):  # an OSError; SSLCertVerificationError a ValueError
+        detail = getattr(exc, "verify_message", None) or getattr(exc, "reason", None)
+        return _reason("TLS", detail or str(exc))
+    if isinstance(exc, TimeoutError):  # asyncio's, the socket's, TransactionTimeout
+        return _reason("timeout", str(exc))
+    code = exc.code if isinstance(exc, (ErrorResponse, TurnError)) else None
+    if code is not None:
+        reason = getattr(exc, "reason", "") or REASON_PHRASES.get(code, "")
+        head = f"{code} {reason}".strip()
+        text = str(exc)
+        if isinstance(exc, ErrorResponse) or text.strip() == head:
+            return head
+        before, found, after = text.partition(head)
+        parts = (before, after) if found else (text,)
+        return _reason(head, ": ".join(p.strip(" :") for p in parts if p.strip(" :")))
+    if isinstance(exc, (ResolutionError, socket.gaierror, socket.herror)):
+        detail = exc.strerror if isinstance(exc, socket.gaierror) and exc.strerror else str(exc)
+        return _reason("DNS", detail)
+    if isinstance(exc, OSError) and exc.errno is not None:
+        if exc.errno == _REFUSED:
+            return "refused"
+        if exc.errno in _UNREACHABLE:
+            return _reason("unreachable", os.strerror(exc.errno))
+    cause = exc.__cause__
+    if cause is not None and cause is not exc:
+        reason = failure_reason(cause)
+        if not reason.startswith("error"):
+            return reason
+    return _from_text(str(exc) or type(exc).__name__)
+
+
+def _from_text(text: str) -> str:
+    """Classify a message that wraps an OS error only in its text, such as the one for
+    an ICMP error on a connected UDP socket: ``"the server is unreachable: [Errno 111]
+    Connection refused"``."""
+    if f"[Errno {_REFUSED}]" in text or os.strerror(_REFUSED) in text:
+        return "refused"
+    for number in _UNREACHABLE:
+        if f"[Errno {number}]" in text or os.strerror(number) in text:
+            return _reason("unreachable", os.strerror(number))
+    return _reason("error", text)
+
+
+def _reason(kind: str, detail: str) -> str:
+    detail = " ".join(detail.split())
+    prefix = detail[: len(kind) + 1].lower()
+    if prefix in (kind.lower(), f"{kind.lower()}:"):  # not "timeout: timeout: ..."
+        detail = detail[len(kind) :].lstrip(" :")
+    return f"{kind}: {detail}" if detail else kind
 
 
 def host_preference(address: HostAddress) -> int:

@@ -1,4 +1,9 @@
-"""``python -m stun``: probe a STUN server, discover NAT behaviour, run a server."""
+"""``python -m stun``: probe a STUN server, discover NAT behaviour, run a server.
+
+Exit codes (see :mod:`stun.cli`): 0 ok, 1 the server failed or could not be reached
+(``serve``: could not start), 2 bad usage, 130 interrupted (``serve`` stops on Ctrl-C
+with 0).
+"""
 
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ from collections.abc import Callable
 from . import cli
 from .attributes import Address
 from .client import binding
+from .errors import TransactionTimeout
 from .nat import discover
 from .service import serve
 from .uri import (
@@ -23,17 +29,38 @@ from .uri import (
     split_host_port,
 )
 
-EXAMPLES = """\
-examples:
-  stun probe 127.0.0.1:3478            Binding over UDP; prints the mapped address and RTT
-  stun probe stuns:stun.example.org --json
-  stun nat 127.0.0.1:3478              RFC 5780 mapping and filtering behaviour
-  stun serve --bind 127.0.0.1:3478 --alt 127.0.0.2:3479
-  stun serve --tcp --tls-cert cert.pem --tls-key key.pem
+EXIT_CODES = cli.exit_codes(
+    "the server failed or could not be reached (one line on stderr says why)"
+)
+TOP_EXIT_CODES = cli.exit_codes(
+    "the server failed or could not be reached (serve: could not start)"
+)
+SERVE_EXIT_CODES = cli.exit_codes(
+    "the server could not start (an address in use, a bad certificate)",
+    ok="stopped by Ctrl-C, SIGTERM or --timeout",
+    interrupted=None,
+)
 
-Only the servers you name are contacted.
-exit codes: 0 ok, 1 the server failed or could not be reached, 2 bad usage
-"""
+PROBE_EXAMPLES = [
+    "stun probe 127.0.0.1:3478                        # over UDP: the mapped address, the RTT",
+    "stun probe stun:127.0.0.1:3478 --tcp --json      # over TCP, as one JSON object",
+    "stun probe stuns:127.0.0.1:5349 --cafile ca.pem  # over TLS, trusting a test CA",
+    "stun probe 127.0.0.1:3478 --timeout 2 -v         # give up after 2 s; show the response",
+]
+NAT_EXAMPLES = [
+    "stun nat 127.0.0.1:3478                    # an RFC 5780 server (stun serve --alt)",
+    "stun nat 127.0.0.1:3478 --json --timeout 1",
+]
+SERVE_EXAMPLES = [
+    "stun serve --bind 127.0.0.1:3478 --alt 127.0.0.2:3479     # RFC 5780 mode: four sockets",
+    "stun serve --bind 127.0.0.1:0 --json --timeout 60         # any free port, for 60 s",
+    "stun serve --bind 127.0.0.1:3478 --tcp --tls-cert cert.pem --tls-key key.pem",
+]
+EXAMPLES = [
+    "stun serve --bind 127.0.0.1:3478 --alt 127.0.0.2:3479 --timeout 60  # RFC 5780 mode, 60 s",
+    "stun probe 127.0.0.1:3478                   # the mapped address and the RTT",
+    "stun nat 127.0.0.1:3478                     # NAT mapping and filtering behaviour",
+]
 
 
 _address = cli.parsed(parse_server)
@@ -43,33 +70,58 @@ def _bind_address(default_port: int) -> Callable[[str], Address]:
     return cli.parsed(lambda text: split_host_port(text, default_port, allow_zero=True))
 
 
-def _parser() -> argparse.ArgumentParser:
-    common = cli.common_options()
-    parser = argparse.ArgumentParser(
-        prog="stun",
-        description="STUN (RFC 8489) tools: probe servers, discover NAT behaviour, serve.",
-        epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    """The ``stun`` parser and its subcommands' parsers."""
+    parser = cli.parser(
+        "stun",
+        "STUN (RFC 8489) tools: probe servers, discover NAT behaviour, serve.\n"
+        "Only the servers you name are contacted.",
+        EXAMPLES,
+        TOP_EXIT_CODES,
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    probe = commands.add_parser(
-        "probe", parents=[common], help="send a Binding request, print the mapped address"
+    probe = cli.add_command(
+        commands,
+        "probe",
+        help="send a Binding request, print the mapped address",
+        description="Send one Binding request; print the mapped address and the round trip.",
+        timeout="give up after S seconds without an answer (default 39.5, RFC 8489's"
+        " retransmission schedule)",
+        examples=PROBE_EXAMPLES,
+        exit_codes=EXIT_CODES,
+        notes="-v prints the response on stderr.",
     )
     probe.add_argument("server", type=_address, help="HOST[:PORT] or stun:/stuns: URI")
     kind = probe.add_mutually_exclusive_group()
-    kind.add_argument("--tcp", action="store_const", const="tcp", dest="transport")
-    kind.add_argument("--tls", action="store_const", const="tls", dest="transport")
-    probe.add_argument("--cafile", help="trust this CA bundle for --tls")
+    kind.add_argument("--tcp", action="store_const", const="tcp", dest="transport", help="over TCP")
+    kind.add_argument("--tls", action="store_const", const="tls", dest="transport", help="over TLS")
+    probe.add_argument("--cafile", metavar="PEM", help="trust this CA bundle for --tls")
     probe.add_argument("--insecure", action="store_true", help="do not verify the TLS certificate")
 
-    nat = commands.add_parser(
-        "nat", parents=[common], help="RFC 5780 NAT mapping and filtering discovery"
+    nat = cli.add_command(
+        commands,
+        "nat",
+        help="RFC 5780 NAT mapping and filtering discovery",
+        description="Discover the mapping and filtering behaviour of the NAT between here\n"
+        "and an RFC 5780 server (one with an alternate address: stun serve --alt).",
+        timeout="give each request S seconds (default 3); a filtering test that gets no"
+        " answer takes that long",
+        examples=NAT_EXAMPLES,
+        exit_codes=EXIT_CODES,
     )
     nat.add_argument("server", type=_address, help="HOST[:PORT] of an RFC 5780 server")
 
-    server = commands.add_parser(
-        "serve", parents=[common], help="run a STUN server (RFC 5780 mode with --alt)"
+    server = cli.add_command(
+        commands,
+        "serve",
+        help="run a STUN server (RFC 5780 mode with --alt)",
+        description="Run a STUN server until Ctrl-C, SIGTERM or --timeout (exit code 0).\n"
+        "It prints the addresses it listens on once every socket is bound.",
+        timeout="stop serving after S seconds (default: serve until Ctrl-C or SIGTERM)",
+        examples=SERVE_EXAMPLES,
+        exit_codes=SERVE_EXIT_CODES,
+        notes="-v prints the server's statistics on stderr when it stops.",
     )
     server.add_argument(
         "--bind",
@@ -101,7 +153,7 @@ def _parser() -> argparse.ArgumentParser:
     server.add_argument(
         "--padding", action="store_true", help="honour PADDING (RFC 5780; enlarges responses)"
     )
-    return parser
+    return parser, {"probe": probe, "nat": nat, "serve": server}
 
 
 def _tls_context(args: argparse.Namespace) -> ssl.SSLContext:
@@ -120,9 +172,15 @@ def _hostport(address: tuple[str, int]) -> str:
 async def _probe(args: argparse.Namespace) -> int:
     transport: Transport = args.transport or args.server.transport
     context = _tls_context(args) if transport == "tls" else None
-    result = await binding(
-        args.server, transport=transport, ssl_context=context, timeout=args.timeout
-    )
+    try:
+        async with asyncio.timeout(args.timeout):  # DNS and TCP/TLS set-up included
+            result = await binding(
+                args.server, transport=transport, ssl_context=context, timeout=args.timeout
+            )
+    except TimeoutError as exc:
+        if isinstance(exc, TransactionTimeout):
+            raise
+        raise TransactionTimeout(f"no answer within {args.timeout:g} s") from None
     record = {
         "server": str(args.server),
         "transport": transport,
@@ -135,9 +193,9 @@ async def _probe(args: argparse.Namespace) -> int:
         f"mapped {record['mapped']} (local {record['local']}) from {transport}"
         f" {record['server_address']} in {record['rtt_ms']} ms"
     )
-    if args.verbose:
-        text += f"\n{result.response!r}"
     cli.emit(args, record, text)
+    if args.verbose:
+        print(f"response: {result.response!r}", file=sys.stderr, flush=True)
     return cli.EXIT_OK
 
 
@@ -204,11 +262,14 @@ async def _serve(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``stun`` command."""
-    args = _parser().parse_args(argv)
+    parser, commands = _parser()
+    args = parser.parse_args(argv)
     if args.command == "serve" and bool(args.tls_cert) != bool(args.tls_key):
-        _parser().error("--tls-cert and --tls-key go together")
+        commands["serve"].error("--tls-cert and --tls-key go together")
     command = {"probe": _probe, "nat": _nat, "serve": _serve}[args.command]
-    return cli.run(lambda: command(args), "stun", as_json=args.json)
+    return cli.run(
+        lambda: command(args), f"stun {args.command}", as_json=args.json, verbose=args.verbose
+    )
 
 
 if __name__ == "__main__":

@@ -317,7 +317,6 @@ class Message:
         return f"<Message {method} {self.cls.name} {self.transaction_id.hex()} [{attrs}]>"
 
 
-
 def encode_body(
     method: int,
     cls: int,

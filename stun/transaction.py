@@ -189,6 +189,7 @@ class ClientTransaction:
             )
         else:
             elapsed = self._deadline - self.start
+            count = self.transmissions
             self.error = TransactionTimeout(
-                f"no response after {self.transmissions} transmissions in {elapsed:g} s"
+                f"no response after {count} transmission{'s' * (count != 1)} in {elapsed:g} s"
             )

@@ -3,6 +3,7 @@
 Allocates a relayed address, installs a permission, relays a few probes to a UDP echo and
 back, and times every step. The echo is ``--peer`` or, by default, one this command runs
 on the local address of its connection to the TURN server; nothing else is contacted.
+Exit codes (see :mod:`stun.cli`): 0 ok, 1 the check failed, 2 bad usage, 130 interrupted.
 """
 
 from __future__ import annotations
@@ -30,20 +31,21 @@ from .errors import AuthenticationError, PeerPermissionError, TurnError
 from .events import ChannelBound, Event, PeerIcmp
 from .uri import parse_turn_uri
 
-EXAMPLES = """\
-examples:
-  turn check turn:127.0.0.1:3478 -u alice -p secret
-  turn check 'turn:turn.example.org?transport=tcp' -u alice --password-env TURN_PASSWORD
-  turn check turns:turn.example.org -u alice -p secret --peer 198.51.100.7:7 --json
-  turn check turn:turn.example.org --secret SHARED_SECRET     coturn REST API credentials
-  turn check turns:127.0.0.1:5349 -u alice -p secret --cafile ca.pem
+EXAMPLES = [
+    "turn check turn:127.0.0.1:3478 -u alice -p secret",
+    "turn check 'turn:127.0.0.1:3478?transport=tcp' -u alice --password-env TURN_PASSWORD",
+    "turn check turns:127.0.0.1:5349 -u alice -p secret --cafile ca.pem --json",
+    "turn check 127.0.0.1:3478 --secret SHARED_SECRET      # coturn REST API credentials",
+    "turn check turn:127.0.0.1:3478 -u alice -p secret --peer 127.0.0.1:7 --count 20",
+]
 
+NOTES = """\
 Without --peer the probes go through the relay to a UDP echo this command runs on the
 local address of its connection to the server: that works when the server can reach this
 machine (loopback, a LAN, a public address), not from behind a NAT; then name an echo
-with --peer. Only the server and --peer are contacted.
-exit codes: 0 ok, 1 the check failed (one line on stderr says why), 2 bad usage, 130 ^C
-"""
+with --peer. Only the server and --peer are contacted."""
+
+EXIT_CODES = cli.exit_codes("the check failed (one line on stderr says why)")
 
 DEFAULT_TIMEOUT = 10.0
 """Seconds the whole check may take (--timeout); closing the allocation comes on top."""
@@ -87,28 +89,20 @@ def _count(text: str) -> int:
 
 def _parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     """The ``turn`` parser and its ``check`` subparser."""
-    common = cli.common_options()
-    for action in common._actions:
-        if action.dest == "timeout":
-            action.help = (
-                f"give up after S seconds (default {DEFAULT_TIMEOUT:g}; releasing the"
-                f" allocation may take {CLOSE_WAIT:g} s more)"
-            )
-    parser = argparse.ArgumentParser(
-        prog="turn",
-        description="TURN (RFC 8656) tools.",
-        epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = cli.parser("turn", "TURN (RFC 8656) tools.", EXAMPLES, EXIT_CODES)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    check = commands.add_parser(
+    check = cli.add_command(
+        commands,
         "check",
-        parents=[common],
         help="allocate, relay probes to an echo and back, time every step",
         description="Allocate a relayed address, relay probes through it to a UDP echo and\n"
         "back, release it; print the addresses, the lifetime and the time of each step.",
-        epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        timeout=f"give up the whole check after S seconds (default {DEFAULT_TIMEOUT:g};"
+        f" releasing the allocation may take {CLOSE_WAIT:g} s more)",
+        default_timeout=DEFAULT_TIMEOUT,
+        examples=EXAMPLES,
+        exit_codes=EXIT_CODES,
+        notes=NOTES + "\n\n-v prints the allocation's events and statistics on stderr.",
     )
     check.add_argument(
         "server",
@@ -467,11 +461,8 @@ async def _check(args: argparse.Namespace, username: str, password: str) -> int:
     except (StunError, OSError, ValueError) as exc:  # TimeoutError is an OSError
         message = check.describe(exc)
         await check.close(report=False)
-        if args.json:
-            failed = {**check.record, "steps_ms": check.steps, "ok": False}
-            print(json.dumps({**failed, "failed_step": check.step, "error": message}), flush=True)
-        print(f"turn check: {message}", file=sys.stderr, flush=True)
-        return cli.EXIT_FAILED
+        failed = {**check.record, "steps_ms": check.steps, "ok": False, "failed_step": check.step}
+        return cli.fail("turn check", message, as_json=args.json, record=failed)
     except BaseException:
         await check.close(report=False)
         raise
@@ -485,12 +476,13 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``turn`` command."""
     parser, check = _parser()
     args = parser.parse_args(argv)
-    if args.timeout is None:
-        args.timeout = DEFAULT_TIMEOUT
-    elif not args.timeout > 0:
-        check.error("--timeout must be more than 0 seconds")
     username, password = _credentials(check, args)
-    return cli.run(lambda: _check(args, username, password), "turn check", as_json=args.json)
+    return cli.run(
+        lambda: _check(args, username, password),
+        "turn check",
+        as_json=args.json,
+        verbose=args.verbose,
+    )
 
 
 if __name__ == "__main__":

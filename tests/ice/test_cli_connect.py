@@ -255,8 +255,10 @@ async def test_a_mode_mismatch_is_reported_before_connecting(start: Start, tmp_p
     )
     (a_code, a_err), (b_code, b_err) = await asyncio.gather(a.exit(), b.exit())
     assert (a_code, b_code) == (1, 1)
-    assert a_err == "ice connect: the peer is not receiving a file: run it with --receive FILE\n"
-    assert b_err == "ice connect: the peer sends a file: run this side with --receive FILE\n"
+    assert (a_err, b_err) == (
+        "ice connect: error: the peer is not receiving a file: run it with --receive FILE\n",
+        "ice connect: error: the peer sends a file: run this side with --receive FILE\n",
+    )
 
 
 async def test_a_bad_offer_line_fails_with_one_clear_line(start: Start) -> None:
@@ -266,7 +268,7 @@ async def test_a_bad_offer_line_fails_with_one_clear_line(start: Start) -> None:
     code, err = await a.exit()
     assert code == 1
     assert err == (
-        "ice connect: not an offer line (it should start with 'icestack1 '): "
+        "ice connect: error: not an offer line (it should start with 'icestack1 '): "
         "'hello, is this the offer?'\n"
     )
 

@@ -68,8 +68,8 @@ def test_a_silent_server_is_named_with_a_timeout(capsys: pytest.CaptureFixture[s
         code, records = _gather(capsys, "--stun", f"stun:127.0.0.1:{port}", *turn)
     assert code == 1
     assert _failures(records) == {
-        f"127.0.0.1:{port}": "timeout",
-        f"turn:127.0.0.1:{port}": f"no allocation from 127.0.0.1:{port} within 1 s",
+        f"127.0.0.1:{port}": "timeout: no response after 2 transmissions in 1 s",
+        f"turn:127.0.0.1:{port}": f"timeout: no allocation from 127.0.0.1:{port} within 1 s",
     }
     assert records[-1] == {"candidates": 1, "failed": 2}
 
@@ -91,7 +91,7 @@ def test_a_forbidding_server_is_a_403(capsys: pytest.CaptureFixture[str]) -> Non
     assert code == 1
     failures = _failures(records)
     assert failures[f"127.0.0.1:{port}"] == "403 Forbidden"
-    assert failures[f"turn:127.0.0.1:{port}"].startswith("Allocate failed: 403 Forbidden")
+    assert failures[f"turn:127.0.0.1:{port}"].startswith("403 Forbidden: Allocate failed")
 
 
 def test_an_unresolvable_name_is_a_dns_failure(capsys: pytest.CaptureFixture[str]) -> None:
@@ -107,7 +107,8 @@ def test_an_unresolvable_name_is_a_dns_failure(capsys: pytest.CaptureFixture[str
     assert failures["nonexistent.invalid:3478"].startswith(
         "DNS: cannot resolve 'nonexistent.invalid'"
     )
-    assert failures["turn:nonexistent.invalid"].startswith("cannot resolve 'nonexistent.invalid'")
+    turn_reason = failures["turn:nonexistent.invalid"]
+    assert turn_reason.startswith("DNS: cannot resolve 'nonexistent.invalid'")
 
 
 def test_a_refused_tcp_connection_is_named(capsys: pytest.CaptureFixture[str]) -> None:
@@ -115,14 +116,14 @@ def test_a_refused_tcp_connection_is_named(capsys: pytest.CaptureFixture[str]) -
     code, records = _gather(capsys, *_turn(url))
     assert code == 1
     reason = _failures(records)[url]
-    assert "refused" in reason.lower() or "Connect call failed" in reason
+    assert reason == "refused"
 
 
 def test_no_usable_address_is_a_one_line_error(capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["gather", "--address", "192.0.2.199"])
     assert code == 1
     assert capsys.readouterr().err == (
-        "ice gather: no usable interface address (include_loopback for tests?)\n"
+        "ice gather: error: no usable interface address (include_loopback for tests?)\n"
     )
 
 
@@ -141,7 +142,8 @@ def test_a_terminal_sees_the_pending_servers_on_one_redrawn_line() -> None:
     status = re.findall(rb"\r\x1b\[Kwaiting (\d+\.\d) s for 127\.0\.0\.1:(\d+)", output)
     assert status and {int(p) for _, p in status} == {port}
     assert [float(t) for t, _ in status] == sorted(float(t) for t, _ in status)
-    assert re.search(rb"\r\x1b\[Kfailed: 127\.0\.0\.1:\d+: timeout\r\n", output)
+    failed = rb"\r\x1b\[Kfailed: 127\.0\.0\.1:\d+: timeout: no response after .*\r\n"
+    assert re.search(failed, output)
 
 
 def _read_terminal(master: int, process: subprocess.Popen[bytes]) -> bytes:

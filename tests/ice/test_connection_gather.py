@@ -108,7 +108,9 @@ async def test_unreachable_stun_server_times_out() -> None:
 
         assert await bounded(anext(trickle, None)) is None
         assert loop.time() - start >= 0.5
-        assert [(f.server, f.reason) for f in a.failures] == [(f"{LOOPBACK}:{port}", "timeout")]
+        assert [(f.server, f.reason) for f in a.failures] == [
+            (f"{LOOPBACK}:{port}", "timeout: no response after 1 transmission in 0.5 s")
+        ]
         assert a.local_candidates == [host]
 
         await signal(a, b)

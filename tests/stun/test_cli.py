@@ -60,7 +60,7 @@ def test_unreachable_server_gives_one_line_error_and_exit_1() -> None:
     assert result.returncode == 1
     assert result.stdout == ""
     assert result.stderr.count("\n") == 1
-    assert result.stderr.startswith("stun: ") and "unreachable" in result.stderr
+    assert result.stderr.startswith("stun probe: error: ") and "unreachable" in result.stderr
 
 
 def test_unreachable_server_with_json_prints_an_error_object() -> None:
@@ -140,4 +140,6 @@ def test_serve_over_tls_and_probe_with_the_ca(tmp_path: Path) -> None:
 def test_serve_rejects_an_alternate_on_the_same_ip() -> None:
     result = _stun("serve", "--bind", "127.0.0.1:0", "--alt", "127.0.0.1:0", "--timeout", "1")
     assert result.returncode == 1
-    assert result.stderr.startswith("stun: ")
+    assert result.stderr == (
+        "stun serve: error: the alternate address must differ from the primary in IP and port\n"
+    )

@@ -111,7 +111,7 @@ def test_tls_with_the_ca_and_without(
 
     code, out, err = _check(capsys, server, *_account(coturn_tls), "--timeout", "2")
     assert code == 1
-    assert err.startswith("turn check: TLS failed: ") and err.count("\n") == 1
+    assert err.startswith("turn check: error: TLS failed: ") and err.count("\n") == 1
     assert "--cafile" in err
 
     localhost = f"turns:localhost:{coturn_tls.tls_address[1]}"
@@ -162,7 +162,7 @@ def test_wrong_password_names_the_realm(coturn: Coturn, capsys: pytest.CaptureFi
     code, out, err = _check(capsys, f"127.0.0.1:{coturn.port}", "-u", "alice", "-p", "wrong")
     assert code == 1
     assert err.count("\n") == 1
-    assert err.startswith("turn check: 401 Unauthorized: the server refused the credentials")
+    assert err.startswith("turn check: error: 401 Unauthorized: the server refused the credentials")
     assert f"'alice' in realm '{coturn.realm}'" in err
     assert out.splitlines()[0].startswith("resolve ")  # the steps that worked are shown
 
@@ -187,7 +187,7 @@ def test_unreachable_server_fails_fast(
     code, _, err = _check(capsys, server, "-u", "alice", "-p", "x", "--timeout", "1")
     assert time.monotonic() - began < 1.5
     assert code == 1
-    assert err.startswith("turn check: ") and err.count("\n") == 1
+    assert err.startswith("turn check: error: ") and err.count("\n") == 1
     assert "refused" in err and f"127.0.0.1:{port}" in err
 
 
@@ -203,7 +203,7 @@ def test_no_echo_says_what_to_do(coturn: Coturn, capsys: pytest.CaptureFixture[s
         "0.6",
     )
     assert code == 1
-    assert err.startswith("turn check: no echo came back") and err.count("\n") == 1
+    assert err.startswith("turn check: error: no echo came back") and err.count("\n") == 1
     assert f"127.0.0.1:{silent}" in err
     assert [line.split()[0] for line in out.splitlines()] == STEPS[:3]
 
