@@ -7,7 +7,7 @@ controlled aioice never fails once a pair succeeded, so every wait is bounded.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import aioice
 import pytest
@@ -101,4 +101,49 @@ async def test_aioice_controlling_icestack_controlled(
         assert pair.remote.address == (remote.host, remote.port)
         assert pair.nominated and not ours.agent.controlling
         assert selected_row(ours)["requests_received"] > 0
+        await exchange_with_aioice(ours, peer)
+
+
+async def _until(predicate: Callable[[], bool], limit: float) -> None:
+    """Poll ``predicate`` every 10 ms until it holds; fail after ``limit`` seconds."""
+    async with asyncio.timeout(limit):
+        while not predicate():
+            await asyncio.sleep(0.01)
+
+
+async def test_consent_both_ways_with_aioice(
+    aioice_peer_factory: list[aioice.Connection], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """aioice sends consent checks (every 50 ms here: its interval is patched down, and it
+    closes after 6 unanswered ones) and we answer them; ours go out after 4-6 s (RFC 7675
+    timing, not shortened) and aioice answers them: an answer counts only once its
+    integrity is checked. Data still
+    flows both ways after some 100 consent checks of aioice's."""
+    monkeypatch.setattr(aioice.ice, "CONSENT_INTERVAL", 0.05)
+    peer = make_aioice(controlling=True)
+    aioice_peer_factory.append(peer)
+    async with connections() as make:
+        ours = make(False)
+        pair = await connect_with_aioice(ours, peer)
+        limit = ice.agent.CONSENT_INTERVAL * 1.2 + 2.0
+        await _until(
+            lambda: pair.consent_requests_sent >= 1 and pair.responses_received >= 1, limit
+        )
+        assert pair.consent_requests_received >= 20
+        assert ours.state.usable
+        await exchange_with_aioice(ours, peer)
+
+
+async def test_icestack_lite_with_aioice_controlling(
+    aioice_peer_factory: list[aioice.Connection],
+) -> None:
+    """We are ICE-lite, aioice is the full, controlling agent (it nominates aggressively;
+    told nothing of our lite mode, as aioice then sends no USE-CANDIDATE at all): we send
+    no check, take the pair aioice nominates, and carry data."""
+    peer = make_aioice(controlling=True)
+    aioice_peer_factory.append(peer)
+    async with connections() as make:
+        ours = make(False, lite=True)
+        pair = await connect_with_aioice(ours, peer)
+        assert pair.nominated and ours.agent.stats.checks_sent == 0
         await exchange_with_aioice(ours, peer)
