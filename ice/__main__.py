@@ -100,6 +100,10 @@ _stun_url = cli.validated(stun_server)
 _turn_url = cli.validated(parse_turn_uri)
 
 
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'s' * (count != 1)}"
+
+
 def _ip(text: str) -> str:
     try:
         return str(ipaddress.ip_address(text))
@@ -282,7 +286,8 @@ async def _gather(args: argparse.Namespace) -> int:
         await conn.close()
     for failure in conn.failures:
         cli.emit(args, {"server": failure.server, "error": failure.reason}, f"failed: {failure}")
-    summary = f"{count} candidates, {len(conn.failures)} servers failed"
+    failed = len(conn.failures)
+    summary = f"{_plural(count, 'candidate')}, {_plural(failed, 'server')} failed"
     cli.emit(args, {"candidates": count, "failed": len(conn.failures)}, summary)
     if not conn.failures:
         return cli.EXIT_OK
