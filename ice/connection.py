@@ -46,6 +46,7 @@ from .events import (
     ConnectionState,
     ConnectionStateChanged,
     ConsentExpired,
+    Restarted,
     SelectedPairChanged,
 )
 from .gather import (
@@ -578,10 +579,7 @@ class Connection:
         peer's ICE restart: this connection restarts too, and its new
         :attr:`local_ufrag` and :attr:`local_pwd` must be signalled back, with
         :attr:`local_candidates`."""
-        ufrag_before = self.agent.local_ufrag
         self.agent.set_remote_credentials(ufrag, pwd, ta=ta, lite=lite)
-        if self.agent.local_ufrag != ufrag_before:
-            self._begin_restart()
         self._service()
 
     async def restart(self) -> None:
@@ -595,11 +593,11 @@ class Connection:
         if self._closed:
             raise self._closed_error()
         self.agent.restart()
-        self._begin_restart()
         self._service()
 
     def _begin_restart(self) -> None:
-        """Start the checks of a restart at once (when connecting has begun)."""
+        """Start the checks of a restart, ours or the peer's, at once (when connecting
+        has begun)."""
         if not self._connect_started or self._closed:
             return
         self._outcome = None
@@ -762,6 +760,8 @@ class Connection:
                     self._permit(allocation, event.candidate)
             elif isinstance(event, ConsentExpired):
                 self._consent_expired()
+            elif isinstance(event, Restarted):
+                self._begin_restart()
             elif (
                 isinstance(event, SelectedPairChanged)
                 and self._connect_started

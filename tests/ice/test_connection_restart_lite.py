@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 
+from ice import Connection
 from tests.ice.connection_support import (
     bounded,
     connect_both,
@@ -71,9 +72,7 @@ async def test_lite_connection_against_a_full_one() -> None:
     sends no check, and carries data over the pair the full side nominates."""
     async with connections() as make:
         full, lite = make(False), make(True, lite=True)
-        cands_full, cands_lite = await bounded(
-            asyncio.gather(full.gather_all(), lite.gather_all())
-        )
+        cands_full, cands_lite = await bounded(asyncio.gather(full.gather_all(), lite.gather_all()))
         full.set_remote_credentials(lite.local_ufrag, lite.local_pwd, lite=True)
         lite.set_remote_credentials(full.local_ufrag, full.local_pwd)
         give_candidates(full, cands_lite)
@@ -86,7 +85,5 @@ async def test_lite_connection_against_a_full_one() -> None:
 
 
 def test_a_lite_connection_has_no_servers() -> None:
-    from ice import Connection
-
     with pytest.raises(ValueError, match="ICE-lite"):
         Connection(False, lite=True, stun_servers=["stun:127.0.0.1:3478"])
