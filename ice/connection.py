@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import Any
@@ -40,15 +39,9 @@ from .agent import (
 )
 from .candidate import Address, Candidate
 from .checklist import CandidatePair
-from .errors import ConnectionFailed, IceError
-from .events import (
-    CandidateLearned,
-    ConnectionState,
-    ConnectionStateChanged,
-    ConsentExpired,
-    Restarted,
-    SelectedPairChanged,
-)
+from .driver import ConnectionClosed, Driver, wake
+from .errors import IceError
+from .events import CandidateLearned, ConnectionState, ConsentExpired, Event
 from .gather import (
     DEFAULT_GATHER_TIMEOUT,
     ServerFailure,
@@ -70,19 +63,6 @@ RECEIVE_QUEUE = 1024
 dropped (and counted), as a full socket buffer would."""
 
 _GATHER_RTO = 0.5
-TIMER_LEAD = 0.001
-"""asyncio's selectors wait in whole milliseconds, rounded up: a timer armed for its
-deadline fires 0.4-0.6 ms late as a rule, a delay that every paced check would add.
-The agent's timer is armed this much early instead, and the agent does what falls due
-within this much of the wall clock (``Agent.handle_timeout(now, early=...)``): a check
-may leave up to 1 ms before its pacing slot, never later because of the timer, while
-the agent's clock stays the wall clock (RTTs are true). The ICE timeout is not served
-early: ConnectionFailed never comes before it."""
-
-
-class ConnectionClosed(IceError, ConnectionError):
-    """The connection was closed (by :meth:`Connection.close` or a failure)."""
-
 
 _COUNTERS = (
     "total_rtt",
@@ -138,7 +118,7 @@ class _Host:
         connection._received_datagram(data, self.address, source)
 
 
-class Connection:
+class Connection(Driver[CandidatePair]):
     """One ICE session over UDP: gather, exchange candidates, connect, send and receive.
 
     ``stun_servers`` are ``stun:`` URIs (or ``host:port``) for server-reflexive
@@ -177,9 +157,6 @@ class Connection:
 
     __slots__ = (
         "_close_reason",
-        "_closed",
-        "_connect_started",
-        "_connect_waiters",
         "_gather_done",
         "_gather_error",
         "_gather_started",
@@ -189,9 +166,7 @@ class Connection:
         "_gathering",
         "_host_options",
         "_hosts",
-        "_loop",
         "_mdns",
-        "_outcome",
         "_port_range",
         "_queries",
         "_readers",
@@ -200,9 +175,6 @@ class Connection:
         "_relays",
         "_stun_servers",
         "_tasks",
-        "_time",
-        "_timer",
-        "_timer_at",
         "_turn_servers",
         "agent",
         "dropped_data",
@@ -261,29 +233,28 @@ class Connection:
         if mdns_publish and mdns is None:
             raise ValueError("mdns_publish needs an mdns service")
         self._mdns = None if mdns is None else MdnsCandidates(mdns, mdns_publish)
-        self.agent = Agent(
-            controlling,
-            components=components,
-            ta=ta,
-            negotiate_ta=negotiate_ta,
-            nomination=nomination,
-            pacer=GLOBAL_PACER if global_pacing else None,
-            ice_timeout=ice_timeout,
-            consent=consent,
-            consent_timeout=consent_timeout,
-            disconnect_timeout=disconnect_timeout,
-            keepalive_interval=keepalive_interval,
-            max_pairs=max_pairs,
-            local_ufrag=local_ufrag,
-            local_pwd=local_pwd,
-            lite=lite,
-        )
         if lite and (stun_servers or turn_servers or relay_only):
             raise ValueError("an ICE-lite connection has host candidates only: no servers")
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._time: Callable[[], float] = time.monotonic
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at: float | None = None
+        self.agent = self._make_agent(
+            controlling,
+            components,
+            {
+                "ta": ta,
+                "negotiate_ta": negotiate_ta,
+                "nomination": nomination,
+                "pacer": GLOBAL_PACER if global_pacing else None,
+                "ice_timeout": ice_timeout,
+                "consent": consent,
+                "consent_timeout": consent_timeout,
+                "disconnect_timeout": disconnect_timeout,
+                "keepalive_interval": keepalive_interval,
+                "max_pairs": max_pairs,
+                "local_ufrag": local_ufrag,
+                "local_pwd": local_pwd,
+                "lite": lite,
+            },
+        )
+        super().__init__(self.agent)
         self._hosts: dict[Address, _Host] = {}
         self._relays: dict[Address, Allocation] = {}
         self._queries: dict[bytes, tuple[ClientTransaction, asyncio.Future[Message | None]]] = {}
@@ -294,17 +265,17 @@ class Connection:
         self._gather_done = False
         self._gather_waiters: list[asyncio.Future[None]] = []
         self._tasks: set[asyncio.Task[Any]] | None = None  # made when needed
-        self._connect_started = False
-        self._outcome: CandidatePair | BaseException | None = None
-        self._connect_waiters: list[asyncio.Future[None]] = []
         self._received: dict[int, deque[bytes]] = {}  # made when needed: 600 bytes each
         self._readers: dict[int, list[asyncio.Future[None]]] = {}  # made when needed
-        self._closed = False
         self._close_reason: BaseException | None = None
         self.failures: list[ServerFailure] = []
         """STUN and TURN servers that gave no candidate, and why."""
         self.dropped_data = 0
         """Application datagrams dropped: not over a valid pair, or the queue was full."""
+
+    def _make_agent(self, controlling: bool, components: int, options: dict[str, Any]) -> Agent:
+        """This connection's agent (a stream of a MultiStreamConnection takes its own)."""
+        return Agent(controlling, components=components, **options)
 
     # -- what we offer ---------------------------------------------------------------------
 
@@ -381,9 +352,7 @@ class Connection:
         if self._gather_started:
             return
         self._gather_started = True
-        loop = self._loop = asyncio.get_running_loop()
-        default_clock = type(loop).time is asyncio.BaseEventLoop.time
-        self._time = time.monotonic if default_clock else loop.time
+        loop = self._bind_loop()
         if not self._relay_only:
             try:
                 self._open_hosts()
@@ -409,18 +378,26 @@ class Connection:
         self._gather_done = True
         self._wake_gatherers()
         if not self._closed:
-            self.agent.add_local_candidate(None)
+            self._add_local(None)
             if self.agent.state is ConnectionState.COMPLETED:
                 self._service()
 
     def _emit(self, candidate: Candidate) -> None:
-        if self._closed or not self.agent.add_local_candidate(candidate):
+        if self._closed or not self._add_local(candidate):
             return
         if self._mdns is not None:
             self._mdns.gathered(candidate)
         self._gathered.append(candidate)
         self._wake_gatherers()
         self._service()
+
+    def _add_local(self, candidate: Candidate | None) -> bool:
+        """Give the agent a gathered candidate (None: gathering has ended)."""
+        return self.agent.add_local_candidate(candidate)
+
+    def _add_remote(self, candidate: Candidate | None) -> None:
+        """Give the agent a candidate of the peer (None: the peer has no more)."""
+        self.agent.add_remote_candidate(candidate)
 
     def _wake_gatherers(self) -> None:
         waiters, self._gather_waiters = self._gather_waiters, []
@@ -595,14 +572,6 @@ class Connection:
         self.agent.restart()
         self._service()
 
-    def _begin_restart(self) -> None:
-        """Start the checks of a restart, ours or the peer's, at once (when connecting
-        has begun)."""
-        if not self._connect_started or self._closed:
-            return
-        self._outcome = None
-        self.agent.start(self._time())
-
     def add_remote_candidate(self, candidate: Candidate | None) -> None:
         """A candidate from the peer; None when the peer has signalled the last one.
 
@@ -615,7 +584,7 @@ class Connection:
                     return
             elif candidate.is_mdns:
                 mdns.resolve(candidate, self.add_remote_candidate)
-        self.agent.add_remote_candidate(candidate)
+        self._add_remote(candidate)
         if candidate is not None:
             for allocation in self._relays.values():
                 self._permit(allocation, candidate)
@@ -626,35 +595,15 @@ class Connection:
     async def connect(self) -> CandidatePair:
         """Run the checks until a pair is selected for every component; return the
         component 1 pair. Raises :class:`~ice.ConnectionFailed` after ``ice_timeout``."""
-        self._start_gathering()
-        assert self._loop is not None
-        if not self._connect_started:
-            self._connect_started = True
-            while not self._gathered and not self._gather_done:
-                await self._gathering_progress()
-            if self._gather_error is not None:
-                self._settle(self._gather_error)
-            elif not self._closed:  # closed meanwhile: close() settles the outcome
-                self.agent.start(self._time())
-                self._service()
-        waiters = self._connect_waiters
-        while self._outcome is None:
-            waiter = self._loop.create_future()
-            waiters.append(waiter)  # one per caller: cancelling one leaves the others be
-            try:
-                await waiter
-            finally:
-                if waiter in waiters:
-                    waiters.remove(waiter)
-        if isinstance(self._outcome, BaseException):
-            raise self._outcome
-        return self._outcome
+        return await self._connect()
 
-    def _settle(self, outcome: CandidatePair | BaseException) -> None:
-        """The outcome of :meth:`connect`: the selected pair, or why there is none."""
-        if self._outcome is None:
-            self._outcome = outcome
-            self._wake(self._connect_waiters)
+    async def _ready_to_start(self) -> BaseException | None:
+        while not self._gathered and not self._gather_done:
+            await self._gathering_progress()
+        return self._gather_error
+
+    def _selected(self) -> CandidatePair:
+        return self.agent.selected[1]
 
     def selected_pair(self, component: int = 1) -> CandidatePair | None:
         """The pair carrying ``component``'s data, once there is one."""
@@ -708,7 +657,7 @@ class Connection:
     def _received_datagram(self, data: bytes, base: Address, source: Address) -> None:
         agent = self.agent
         if is_stun(data):
-            agent.handle_datagram(self._time(), data, base, source)
+            self._core.handle_datagram(self._time(), data, base, source)
             self._service()
             return
         key = (base, source)
@@ -729,7 +678,7 @@ class Connection:
         queue.append(data)
         readers = self._readers.get(component)
         if readers:
-            self._wake(readers)
+            wake(readers)
 
     def _queue(self, component: int) -> deque[bytes]:
         """``component``'s datagrams waiting for :meth:`recv` (made on first use)."""
@@ -738,56 +687,28 @@ class Connection:
             queue = self._received[component] = deque()
         return queue
 
-    @staticmethod
-    def _wake(waiters: list[asyncio.Future[None]]) -> None:
-        for waiter in waiters:
-            if not waiter.done():
-                waiter.set_result(None)
-        waiters.clear()
-
     # -- the agent's clock and output ------------------------------------------------------
 
     def _service(self) -> None:
         """Send what the agent wants sent, act on its events and re-arm its one timer."""
+        self._send_transmits()
         agent = self.agent
-        for transmit in agent.poll_transmits():
-            self._transmit(transmit.data, transmit.local, transmit.remote)
         while (event := agent.poll_event()) is not None:
-            if isinstance(event, ConnectionStateChanged):
-                self._state_changed(event)
-            elif isinstance(event, CandidateLearned) and not event.local:
-                for allocation in self._relays.values():
-                    self._permit(allocation, event.candidate)
-            elif isinstance(event, ConsentExpired):
-                self._consent_expired()
-            elif isinstance(event, Restarted):
-                self._begin_restart()
-            elif (
-                isinstance(event, SelectedPairChanged)
-                and self._connect_started
-                and agent.state.usable
-                and not agent.restarting
-            ):
-                self._settle(agent.selected[1])  # also when an ICE restart completes
-        if self._loop is None or self._closed:
-            return
-        # A timer already set for earlier stays: waking early costs one idle
-        # handle_timeout, re-arming on every datagram costs a handle and a cancel each.
-        deadline = agent.poll_timeout()
-        armed = self._timer_at
-        if deadline is None or (armed is not None and armed <= deadline):
-            return
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer_at = deadline
-        lead = 0.0 if deadline == agent.ice_deadline else TIMER_LEAD  # never fail early
-        self._timer = self._loop.call_at(deadline - lead, self._on_timer)
+            self._stream_event(event)
+            self._session_event(event)
+        self._arm()
 
-    def _on_timer(self) -> None:
-        self._timer = None
-        self._timer_at = None
-        self.agent.handle_timeout(self._time(), TIMER_LEAD)
-        self._service()
+    def _send_transmits(self) -> None:
+        for transmit in self.agent.poll_transmits():
+            self._transmit(transmit.data, transmit.local, transmit.remote)
+
+    def _stream_event(self, event: Event) -> None:
+        """What an event of the agent means for the sockets and relays."""
+        if isinstance(event, CandidateLearned) and not event.local:
+            for allocation in self._relays.values():
+                self._permit(allocation, event.candidate)
+        elif isinstance(event, ConsentExpired):
+            self._consent_expired()
 
     def _transmit(self, data: bytes, local: Address, remote: Address) -> None:
         host = self._hosts.get(local)
@@ -799,17 +720,6 @@ class Connection:
             with contextlib.suppress(TurnError):
                 allocation.sendto(data, remote)
 
-    def _state_changed(self, event: ConnectionStateChanged) -> None:
-        if not self._connect_started:
-            return
-        if event.state is ConnectionState.CONNECTED:
-            if not self.agent.restarting:  # COMPLETED becomes CONNECTED as a restart begins
-                self._settle(self.agent.selected[1])
-        elif event.state is ConnectionState.FAILED:
-            self._settle(event.error or ConnectionFailed("ICE failed"))
-        elif event.state is ConnectionState.CLOSED:
-            self._settle(ConnectionClosed("the connection was closed"))
-
     # -- the end ---------------------------------------------------------------------------
 
     async def close(self) -> None:
@@ -818,6 +728,13 @@ class Connection:
             return
         self.agent.close()
         self._service()
+        await self._close_transport()
+
+    async def _close_transport(self) -> None:
+        """Close the sockets, end the gathering and release the TURN allocations (the
+        agent is closed already)."""
+        if self._closed:
+            return
         gathering = self._gathering
         resolving = self._mdns.close() if self._mdns is not None else []
         relays = self._shut(None)
@@ -843,11 +760,9 @@ class Connection:
         every waiter; returns the TURN allocations still to be released."""
         self._closed = True
         self._close_reason = reason
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._stop_timer()
         for readers in self._readers.values():
-            self._wake(readers)
+            wake(readers)
         if self._gathering is not None and not self._gathering.done():
             self._gathering.cancel()
         # A task cancelled before its first step never runs _gather's ``finally``.

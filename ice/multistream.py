@@ -65,6 +65,8 @@ class MultiStreamAgent:
         pacer: Pacer | None = GLOBAL_PACER,
         nomination: Nomination = "regular",
         lite: bool = False,
+        local_ufrag: str | None = None,
+        local_pwd: str | None = None,
         rng: random.Random | None = None,
         **options: float | bool,
     ) -> None:
@@ -74,6 +76,8 @@ class MultiStreamAgent:
             raise ValueError(f"max_pairs must be at least one per stream ({len(components)})")
         rng = rng if rng is not None else _SYSTEM_RANDOM
         ufrag, pwd = _random_credentials(rng)
+        ufrag = ufrag if local_ufrag is None else local_ufrag
+        pwd = pwd if local_pwd is None else local_pwd
         tie_breaker = rng.getrandbits(64)
         self.streams = [
             Agent(
@@ -135,6 +139,19 @@ class MultiStreamAgent:
             for name in AgentStats.__dataclass_fields__:
                 setattr(total, name, getattr(total, name) + getattr(stream.stats, name))
         return total
+
+    @property
+    def restarting(self) -> bool:
+        """Whether an ICE restart is under way in some stream (see
+        :attr:`Agent.restarting`)."""
+        return any(stream.restarting for stream in self.streams)
+
+    @property
+    def ice_deadline(self) -> float | None:
+        """When the ICE timeout fails a stream that has not connected (or completed its
+        ICE restart) by then."""
+        deadlines = [d for s in self.streams if (d := s.ice_deadline) is not None]
+        return min(deadlines) if deadlines else None
 
     def active_lists(self) -> int:
         """How many check lists have checks to send or in flight (at least 1)."""
