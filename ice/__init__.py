@@ -21,6 +21,7 @@ from .events import (
 from .gather import ServerFailure, TurnServer
 from .interfaces import HostAddress
 from .multistream import MultiStreamAgent
+from .multistream_connection import MultiStreamConnection
 from .pacer import GLOBAL_PACER, Pacer
 
 __all__ = [
@@ -42,6 +43,7 @@ __all__ = [
     "HostAddress",
     "IceError",
     "MultiStreamAgent",
+    "MultiStreamConnection",
     "Pacer",
     "PairNominated",
     "PairReport",
