@@ -170,8 +170,6 @@ def test_role_conflict_with_aggressive_nomination_on_both_sides() -> None:
     assert b.selected is not None and b.selected.nominated
 
 
-
-
 @pytest.mark.parametrize("controlling", [True, False], ids=["both-controlling", "both-controlled"])
 def test_equal_tie_breakers_end_without_spinning(controlling: bool) -> None:
     """Equal 64-bit tie-breakers (never by chance, possible when configured): whatever the
