@@ -86,7 +86,7 @@ def _latest(times: Iterable[float | None]) -> float | None:
 
 
 def _ignore_socket_error(exc: OSError) -> None:
-    """ICMP errors on an unconnected socket name no peer; checks time out instead."""
+    """Errors that name no peer; ICMP errors come through ``_Host.unreachable``."""
 
 
 class _Host:
@@ -106,7 +106,9 @@ class _Host:
         self.address = address
         self.component = component
         self.preference = preference
-        self.socket = DatagramSocket(sock, self.receive, _ignore_socket_error)
+        self.socket = DatagramSocket(
+            sock, self.receive, _ignore_socket_error, on_unreachable=self.unreachable
+        )
 
     def receive(self, data: bytes, source: Any) -> None:
         """A datagram from the socket: a gathering answer, or the connection's."""
@@ -116,6 +118,10 @@ class _Host:
         if data and data[0] < 4 and connection._queries and connection._answer(data):
             return
         connection._received_datagram(data, self.address, source)
+
+    def unreachable(self, destination: Address, payload: bytes, error: OSError) -> None:
+        """An ICMP error for a datagram sent from this socket (Linux)."""
+        self.connection._unreachable(self.address, destination, payload, error)
 
 
 class Connection(Driver[CandidatePair]):
@@ -490,6 +496,26 @@ class Connection(Driver[CandidatePair]):
         if handled and transaction.done and not future.done():
             future.set_result(transaction.response)
         return True
+
+    def _unreachable(
+        self, base: Address, destination: Address, payload: bytes, error: OSError
+    ) -> None:
+        """An ICMP error for a datagram sent from ``base``: the gathering query that sent
+        it fails now (``"refused"`` for a closed port), else the agent's check in flight
+        on that path, instead of at their timeouts."""
+        if self._closed:
+            return
+        entry = self._queries.get(payload[8:20]) if len(payload) >= 20 else None
+        if entry is not None:
+            transaction, future = entry
+            failure = StunError(f"{destination[0]}:{destination[1]} sent back ICMP: {error}")
+            failure.__cause__ = error
+            transaction.cancel(failure)
+            if not future.done():
+                future.set_result(None)
+            return
+        self._core.handle_unreachable(self._time(), base, destination, f"ICMP: {error.strerror}")
+        self._service()
 
     async def _relayed(self, server: TurnServer) -> None:
         address = server.address

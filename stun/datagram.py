@@ -10,7 +10,10 @@ buffer is full. It needs a loop with ``add_reader`` (every selector loop, uvloop
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
+import struct
+import sys
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -27,6 +30,16 @@ dropped (and counted), as a UDP socket would."""
 
 DatagramHandler = Callable[[bytes, Address], None]
 ErrorHandler = Callable[[OSError], None]
+UnreachableHandler = Callable[[Address, bytes, OSError], None]
+"""``(destination, payload, error)``: a datagram we sent to ``destination`` with this
+``payload`` drew an ICMP error (``error.errno`` ``ECONNREFUSED`` for port unreachable,
+``EHOSTUNREACH``, ``ENETUNREACH`` ...)."""
+
+_RECVERR = {socket.AF_INET: (socket.IPPROTO_IP, 11), socket.AF_INET6: (socket.IPPROTO_IPV6, 25)}
+"""Linux's IP_RECVERR and IPV6_RECVERR (not in the socket module before Python 3.12)."""
+_EXTENDED_ERROR = struct.Struct("=I")
+"""The ``ee_errno`` that opens Linux's ``struct sock_extended_err``."""
+_ERROR_QUEUE_DEPTH = 64
 
 
 class DatagramSocket:
@@ -35,6 +48,12 @@ class DatagramSocket:
     ``on_datagram(data, source)`` is called for each datagram, ``on_error(exc)`` for
     errors the socket reports (on a connected socket, ICMP errors such as "port
     unreachable" about its one peer). The socket is closed by :meth:`close`.
+
+    An unconnected socket hears of ICMP errors only with ``on_unreachable``: on Linux it
+    then asks the kernel to queue them (``IP_RECVERR``) and reports each with the
+    destination and payload of the datagram that drew it, so that the caller can tell
+    which of its peers or transactions failed. Elsewhere ``on_unreachable`` is never
+    called.
     """
 
     __slots__ = (
@@ -45,6 +64,7 @@ class DatagramSocket:
         "_loop",
         "_on_datagram",
         "_on_error",
+        "_on_unreachable",
         "_remote",
         "_sock",
         "dropped_writes",
@@ -56,6 +76,7 @@ class DatagramSocket:
         on_datagram: DatagramHandler,
         on_error: ErrorHandler,
         remote: Address | None = None,
+        on_unreachable: UnreachableHandler | None = None,
     ) -> None:
         sock.setblocking(False)
         self._loop = asyncio.get_running_loop()
@@ -64,6 +85,8 @@ class DatagramSocket:
         self._remote = remote
         self._on_datagram = on_datagram
         self._on_error = on_error
+        queued = on_unreachable is not None and _queue_icmp_errors(sock, remote)
+        self._on_unreachable = on_unreachable if queued else None
         self._backlog: deque[tuple[bytes, Address | None]] | None = None  # made when needed
         self._backlog_bytes = 0
         self._closing = False
@@ -113,7 +136,7 @@ class DatagramSocket:
         except (BlockingIOError, InterruptedError):
             self._queue(data, address)
         except OSError as exc:
-            self._on_error(exc)
+            self._socket_error(exc)
 
     def _queue(self, data: bytes, address: Address | None) -> None:
         if self._closing:
@@ -140,7 +163,7 @@ class DatagramSocket:
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:
-                self._on_error(exc)
+                self._socket_error(exc)
             backlog.popleft()
             self._backlog_bytes -= len(data)
         self._loop.remove_writer(self._fd)
@@ -165,7 +188,36 @@ class DatagramSocket:
             return
         except OSError as exc:
             if not self._closing:
-                self._on_error(exc)
+                self._socket_error(exc)
+
+    def _socket_error(self, exc: OSError) -> None:
+        """An error the socket reported: with queued ICMP errors, each of them (this one
+        is the latest); else ``on_error``."""
+        if self._on_unreachable is None:
+            self._on_error(exc)
+            return
+        # Every queued error is taken here, where the kernel reports one: the queue
+        # keeps the socket readable (EPOLLERR) until it is empty.
+        receive = self._sock.recvmsg
+        for _ in range(_ERROR_QUEUE_DEPTH):
+            try:
+                payload, ancillary, _flags, destination = receive(
+                    MAX_DATAGRAM, 512, socket.MSG_ERRQUEUE
+                )
+            except OSError:
+                return
+            errno = next(
+                (
+                    _EXTENDED_ERROR.unpack_from(data)[0]
+                    for _, _, data in ancillary
+                    if len(data) >= _EXTENDED_ERROR.size
+                ),
+                exc.errno,
+            )
+            if destination is not None and errno:
+                if len(destination) > 2:
+                    destination = (destination[0].partition("%")[0], destination[1])
+                self._on_unreachable(destination, payload, OSError(errno, _strerror(errno)))
 
     # -- closing -----------------------------------------------------------------------------
 
@@ -179,6 +231,25 @@ class DatagramSocket:
             self._loop.remove_writer(self._fd)
             self._backlog.clear()
         self._sock.close()
+
+
+def _queue_icmp_errors(sock: socket.socket, remote: Address | None) -> bool:
+    """Ask Linux to queue the ICMP errors of an unconnected UDP socket; whether it will."""
+    option = _RECVERR.get(sock.family)
+    if remote is not None or option is None or not sys.platform.startswith("linux"):
+        return False
+    try:
+        sock.setsockopt(option[0], option[1], 1)
+    except OSError:
+        return False
+    return True
+
+
+def _strerror(errno: int) -> str:
+    try:
+        return os.strerror(errno)
+    except ValueError:
+        return f"error {errno}"
 
 
 async def open_datagram_socket(

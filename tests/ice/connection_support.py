@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import ice
@@ -126,6 +126,14 @@ def dead_port() -> int:
         sock.bind((LOOPBACK, 0))
         port: int = sock.getsockname()[1]
     return port
+
+
+@contextlib.contextmanager
+def silent_port() -> Iterator[int]:
+    """A UDP port on 127.0.0.1 that takes datagrams and never answers (nor draws ICMP)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind((LOOPBACK, 0))
+        yield sock.getsockname()[1]
 
 
 def stun_url(server: Coturn) -> str:

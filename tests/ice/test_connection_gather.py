@@ -29,6 +29,7 @@ from tests.ice.connection_support import (
     give_credentials,
     of_type,
     signal,
+    silent_port,
     stun_url,
     turn_server,
     via_sdp,
@@ -92,22 +93,22 @@ async def test_slow_stun_server_holds_back_neither_host_nor_connect() -> None:
             assert a.local_candidates == [host, srflx]
 
 
-async def test_unreachable_stun_server_times_out() -> None:
+async def test_silent_stun_server_times_out() -> None:
     """A STUN server that never answers: the host candidate comes first, at once; then
     gathering ends, no sooner than gather_timeout, with a "timeout" failure naming the
     server; connecting works all the same."""
-    port = dead_port()
     async with connections() as make:
-        a = make(True, stun_servers=[f"stun:{LOOPBACK}:{port}"], gather_timeout=0.5)
-        b = make(False)
-        loop = asyncio.get_running_loop()
-        start = loop.time()
-        trickle = a.gather()
-        host = await bounded(anext(trickle))
-        assert host.type is CandidateType.HOST and a.failures == []
+        with silent_port() as port:
+            a = make(True, stun_servers=[f"stun:{LOOPBACK}:{port}"], gather_timeout=0.5)
+            b = make(False)
+            loop = asyncio.get_running_loop()
+            start = loop.time()
+            trickle = a.gather()
+            host = await bounded(anext(trickle))
+            assert host.type is CandidateType.HOST and a.failures == []
 
-        assert await bounded(anext(trickle, None)) is None
-        assert loop.time() - start >= 0.5
+            assert await bounded(anext(trickle, None)) is None
+            assert loop.time() - start >= 0.5
         assert [(f.server, f.reason) for f in a.failures] == [
             (f"{LOOPBACK}:{port}", "timeout: no response after 1 transmission in 0.5 s")
         ]
@@ -116,6 +117,18 @@ async def test_unreachable_stun_server_times_out() -> None:
         await signal(a, b)
         await connect_both(a, b)
         await exchange(a, b, count=1)
+
+
+async def test_closed_stun_server_port_is_refused_at_once() -> None:
+    """A STUN server port nothing listens on draws ICMP port unreachable: the server's
+    failure is "refused", well before gather_timeout (Linux reports ICMP errors of
+    unconnected sockets only with IP_RECVERR, which the host sockets ask for)."""
+    port = dead_port()
+    async with connections() as make:
+        a = make(True, stun_servers=[f"stun:{LOOPBACK}:{port}"], gather_timeout=LIMIT)
+        candidates = await bounded(a.gather_all(), LIMIT / 2)
+        assert [c.type for c in candidates] == [CandidateType.HOST]
+        assert [(f.server, f.reason) for f in a.failures] == [(f"{LOOPBACK}:{port}", "refused")]
 
 
 async def test_srflx_equal_to_its_base_is_not_emitted(coturn: Coturn) -> None:
