@@ -530,20 +530,15 @@ class Agent:
         pwd = pwd if local_pwd is None else _check_credential(local_pwd, "the pwd", 22)
         if ufrag == self.local_ufrag or pwd == self.local_pwd:
             raise IceError("an ICE restart needs a new ufrag and a new pwd")
+        self._check_restartable()
         if self.state is ConnectionState.FAILED:
             self.selected.clear()
             self._stop_consent()
             self.error = None
             self._previous = None
             self._set_state(ConnectionState.NEW)
-        elif self._previous is None:
-            if self.selected:
-                self._previous = _Generation(self)
-        elif any(not self._previous.owns(pair) for pair in self.selected.values()):
-            raise IceError(
-                "the previous ICE restart has moved some components to new pairs but not "
-                "all yet: restart again once it has completed"
-            )
+        elif self._previous is None and self.selected:
+            self._previous = _Generation(self)
         self.local_ufrag, self.local_pwd = ufrag, pwd
         self._local_key = short_term_key(pwd)
         self.remote_ufrag = self.remote_pwd = self._remote_key = None
@@ -574,6 +569,20 @@ class Agent:
         if self.state is ConnectionState.COMPLETED:
             self._set_state(ConnectionState.CONNECTED)
         self._events.append(Restarted(ufrag, pwd, by_peer))
+
+    def _check_restartable(self) -> None:
+        """Raise IceError while a restart has moved some components to new pairs but not
+        all yet: the old generation could not be kept whole."""
+        previous = self._previous
+        if (
+            previous is not None
+            and self.state is not ConnectionState.FAILED
+            and any(not previous.owns(pair) for pair in self.selected.values())
+        ):
+            raise IceError(
+                "the previous ICE restart has moved some components to new pairs but not "
+                "all yet: restart again once it has completed"
+            )
 
     def add_local_candidate(self, candidate: Candidate | None) -> bool:
         """A gathered candidate of ours (with its ``base``); False when redundant. None

@@ -184,6 +184,8 @@ class MultiStreamAgent:
     def _restart(self, by_peer: bool) -> None:
         if self.state is ConnectionState.CLOSED:
             raise IceError("cannot restart a closed agent")
+        for stream in self.streams:  # all or none restart
+            stream._check_restartable()
         ufrag, pwd = _random_credentials(self.streams[0]._rng)
         for stream in self.streams:
             stream._restart(ufrag, pwd, by_peer)

@@ -209,6 +209,39 @@ def test_a_restart_gives_every_stream_the_same_new_credentials() -> None:
         assert side.agent.state is CONNECTED
 
 
+def test_a_restart_refused_by_one_stream_changes_no_stream() -> None:
+    """While a restart has moved some of a stream's components to new pairs but not all,
+    a second restart is refused (IceError) and leaves every stream's credentials as
+    they were: a session restarts whole or not at all."""
+    net = Network(seed=35)
+    a, b = _build(net, 1, True), _build(net, 2, False)
+    _signal(a.agent, b.agent)
+    for side in (a, b):
+        side.agent.start(net.now)
+    net.run(until=5.0, stop=lambda: a.agent.state is CONNECTED and b.agent.state is CONNECTED)
+    a.agent.restart()
+    b.agent.set_remote_credentials(a.agent.local_ufrag, a.agent.local_pwd)
+    a.agent.set_remote_credentials(b.agent.local_ufrag, b.agent.local_pwd)
+    for mine, theirs in ((a.agent, b.agent), (b.agent, a.agent)):
+        for index, stream in enumerate(theirs.streams):
+            for candidate in stream.local_candidates:
+                mine.add_remote_candidate(index, ice.Candidate.from_sdp(candidate.to_sdp()))
+        mine.start(net.now)
+
+    def partly_moved(stream: ice.Agent) -> bool:
+        previous = stream._previous
+        owned = [previous is not None and previous.owns(p) for p in stream.selected.values()]
+        return any(owned) and not all(owned)
+
+    first, *_, last = a.agent.streams
+    net.run(until=net.now + 5.0, stop=lambda: partly_moved(last) and not partly_moved(first))
+    assert partly_moved(last) and not partly_moved(first)
+    before = [(s.local_ufrag, s.local_pwd) for s in a.agent.streams]
+    with pytest.raises(ice.IceError, match="previous ICE restart"):
+        a.agent.restart()
+    assert [(s.local_ufrag, s.local_pwd) for s in a.agent.streams] == before
+
+
 def test_a_base_belongs_to_one_stream() -> None:
     agent = MultiStreamAgent(True, components=(1, 1), pacer=None)
     agent.add_local_candidate(0, host_candidate(("192.0.2.1", 5000), 65535, 1))
