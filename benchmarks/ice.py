@@ -18,7 +18,7 @@ libraries alternate run by run; each row is a median over runs.
    so the nomination can leave at 10 ms at the earliest: the floor is max(Ta, 10 ms).
    aioice's column is its own overhead over its 20 ms pacing (its connect time minus
    20 ms), for reference. A negative overhead is the timer lead of
-   ``ice.connection.TIMER_LEAD``: the nomination left before the floor on the wall clock
+   ``ice.driver.TIMER_LEAD``: the nomination left before the floor on the wall clock
    (at it on the agent's clock).
 3. N host addresses per side (N = 4, 16, 64): a network namespace created for the run
    (a veth pair, 10.77.0.1..N on one end, 10.77.1.1..N on the other; see

@@ -89,6 +89,9 @@ def _ignore_socket_error(exc: OSError) -> None:
     """Errors that name no peer; ICMP errors come through ``_Host.unreachable``."""
 
 
+_Remains = tuple[asyncio.Task[None] | None, list[asyncio.Task[None]], list[Allocation]]
+
+
 class _Host:
     """A bound UDP socket of one component: the base of a host candidate."""
 
@@ -162,7 +165,6 @@ class Connection(Driver[CandidatePair]):
     """
 
     __slots__ = (
-        "_close_reason",
         "_gather_done",
         "_gather_error",
         "_gather_started",
@@ -273,7 +275,6 @@ class Connection(Driver[CandidatePair]):
         self._tasks: set[asyncio.Task[Any]] | None = None  # made when needed
         self._received: dict[int, deque[bytes]] = {}  # made when needed: 600 bytes each
         self._readers: dict[int, list[asyncio.Future[None]]] = {}  # made when needed
-        self._close_reason: BaseException | None = None
         self.failures: list[ServerFailure] = []
         """STUN and TURN servers that gave no candidate, and why."""
         self.dropped_data = 0
@@ -354,7 +355,7 @@ class Connection(Driver[CandidatePair]):
     def _start_gathering(self) -> None:
         """Open the host sockets now; ask the servers, if any, in a task."""
         if self._closed:
-            raise ConnectionClosed("the connection is closed")
+            raise self._closed_error()
         if self._gather_started:
             return
         self._gather_started = True
@@ -658,10 +659,6 @@ class Connection(Driver[CandidatePair]):
         pair.packets_sent += 1
         pair.last_sent_at = self._time()
 
-    def _closed_error(self) -> BaseException:
-        """What send and recv raise once the connection is closed."""
-        return self._close_reason or ConnectionClosed("the connection is closed")
-
     async def recv(self, component: int = 1) -> bytes:
         """The next datagram the peer sent on ``component`` (over a valid pair)."""
         if not 1 <= component <= self.agent.components:
@@ -754,16 +751,24 @@ class Connection(Driver[CandidatePair]):
             return
         self.agent.close()
         self._service()
-        await self._close_transport()
+        await self._release_transport(*self._shut_transport())
 
-    async def _close_transport(self) -> None:
-        """Close the sockets, end the gathering and release the TURN allocations (the
-        agent is closed already)."""
+    def _shut_transport(self) -> _Remains:
+        """Close the sockets and stop the gathering and every task now (the agent is
+        closed already); what is left to await: the gathering task, the mDNS
+        resolutions, the TURN allocations to release."""
         if self._closed:
-            return
+            return None, [], []
         gathering = self._gathering
         resolving = self._mdns.close() if self._mdns is not None else []
-        relays = self._shut(None)
+        return gathering, resolving, self._shut(None)
+
+    async def _release_transport(
+        self,
+        gathering: asyncio.Task[None] | None,
+        resolving: list[asyncio.Task[None]],
+        relays: list[Allocation],
+    ) -> None:
         if gathering is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await gathering
@@ -773,7 +778,11 @@ class Connection(Driver[CandidatePair]):
     def _consent_expired(self) -> None:
         """RFC 7675: nothing more may be sent. Close, keeping the agent's reason for
         :meth:`send` and :meth:`recv` to raise; the agent's state stays FAILED."""
-        relays = self._shut(self.agent.error)
+        self._shut_for(self.agent.error)
+
+    def _shut_for(self, reason: BaseException | None) -> None:
+        """Close now for ``reason``; the TURN allocations are released in a task."""
+        relays = self._shut(reason)
         if relays:
             self._spawn(self._release(relays))
 

@@ -45,6 +45,7 @@ class Driver(Generic[Outcome]):
     (:meth:`_service`) and says when gathering has gone far enough to start."""
 
     __slots__ = (
+        "_close_reason",
         "_closed",
         "_connect_started",
         "_connect_waiters",
@@ -66,6 +67,11 @@ class Driver(Generic[Outcome]):
         self._outcome: Outcome | BaseException | None = None
         self._connect_waiters: list[asyncio.Future[None]] = []
         self._closed = False
+        self._close_reason: BaseException | None = None
+
+    def _closed_error(self) -> BaseException:
+        """What is raised once closed: why it was closed, if not by ``close()``."""
+        return self._close_reason or ConnectionClosed("the connection is closed")
 
     # -- what a subclass provides ----------------------------------------------------------
 

@@ -15,7 +15,7 @@ from .agent import Agent
 from .candidate import Candidate
 from .checklist import CandidatePair
 from .connection import Connection
-from .driver import ConnectionClosed, Driver
+from .driver import Driver
 from .events import ConnectionState
 from .multistream import MultiStreamAgent
 
@@ -36,8 +36,8 @@ class MultiStreamConnection(Driver[list[CandidatePair]]):
     :class:`~ice.Connection`. Its ``state`` is the stream's; :attr:`state` aggregates
     them as RTCIceConnectionState does. Credentials, :meth:`connect`, :meth:`restart`
     and :meth:`close` are the session's: called on a stream, they act on the session.
-    A stream whose consent expires is closed alone, and the session's state is then
-    FAILED.
+    When the consent of any stream expires (RFC 7675), the session closes with that
+    reason, its state FAILED.
     """
 
     __slots__ = ("_components", "agent", "streams")
@@ -103,10 +103,11 @@ class MultiStreamConnection(Driver[list[CandidatePair]]):
 
     async def restart(self) -> None:
         """ICE restart of the session (see :meth:`Connection.restart`): one new ufrag and
-        pwd for every stream; each stream's old selected pairs carry its data until the
-        new checks have selected pairs for every stream."""
+        pwd for every stream; each component's old selected pair carries its data until
+        the new checks select its new one. Refused (IceError) while a restart has moved
+        some components to new pairs but not all yet."""
         if self._closed:
-            raise ConnectionClosed("the connection is closed")
+            raise self._closed_error()
         self.agent.restart()
         self._service()
 
@@ -119,6 +120,8 @@ class MultiStreamConnection(Driver[list[CandidatePair]]):
         return await self._connect()
 
     def _start_gathering(self) -> None:
+        if self._closed:
+            raise self._closed_error()
         self._bind_loop()
         for stream in self.streams:
             stream._start_gathering()
@@ -148,14 +151,33 @@ class MultiStreamConnection(Driver[list[CandidatePair]]):
     # -- the end ---------------------------------------------------------------------------
 
     async def close(self) -> None:
-        """Stop the agent, then close every stream's sockets and TURN allocations."""
+        """Stop the agent, close every stream's sockets and release its TURN
+        allocations."""
         if self._closed:
             return
         self.agent.close()
         self._service()
         self._closed = True
         self._stop_timer()
-        await asyncio.gather(*(stream._close_transport() for stream in self.streams))
+        remains = [stream._shut_transport() for stream in self.streams]  # before any await
+        await asyncio.gather(
+            *(s._release_transport(*r) for s, r in zip(self.streams, remains, strict=True))
+        )
+
+    def _consent_expired(self, reason: BaseException | None) -> None:
+        """A stream's consent expired (RFC 7675): the session closes, every stream with
+        it, and ``reason`` is what send, recv, connect and restart raise from then on;
+        the session's state stays FAILED."""
+        if self._closed:
+            return
+        self._closed = True
+        self._close_reason = reason
+        self._stop_timer()
+        for stream in self.streams:
+            if stream.agent.state is not ConnectionState.FAILED:
+                stream.agent.close()
+            stream._shut_for(reason)
+        self._settle(self._closed_error())
 
     async def __aenter__(self) -> MultiStreamConnection:
         return self
@@ -206,6 +228,9 @@ class _Stream(Connection):
 
     def _service(self) -> None:
         self._session._service()
+
+    def _consent_expired(self) -> None:
+        self._session._consent_expired(self.agent.error)
 
     def set_remote_credentials(
         self, ufrag: str, pwd: str, *, ta: float | None = None, lite: bool = False

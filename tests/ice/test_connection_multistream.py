@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+import ice
 from ice import (
     CandidatePair,
     ConnectionClosed,
@@ -204,3 +205,41 @@ async def test_bad_stream_counts_are_refused() -> None:
         MultiStreamConnection(True, components=())
     with pytest.raises(ValueError, match="max_pairs"):
         MultiStreamConnection(True, components=(1, 1, 1), max_pairs=2)
+
+
+async def test_close_cancelled_at_its_first_await_has_closed_every_socket() -> None:
+    """Every stream's sockets are closed before close() first awaits anything: a close
+    cancelled there (as at shutdown) leaks none."""
+    before = open_descriptors()
+    session = MultiStreamConnection(True, **loopback_options(components=STREAMS))
+    await bounded(session.gather_all())
+    closing = asyncio.ensure_future(session.close())
+    await asyncio.sleep(0)  # let close() run to its first await
+    closing.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await closing
+    assert session.state is ConnectionState.CLOSED
+    assert open_descriptors() == before
+
+
+async def test_expired_consent_closes_the_session_with_its_reason() -> None:
+    """When consent expires (RFC 7675; 2 s here, with no consent check due before
+    4 s), the whole session closes: its state is FAILED, and recv, send, connect and
+    restart on any stream raise the consent error; every socket is released."""
+    before = open_descriptors()
+    async with sessions() as make:
+        a, b = make(True, consent_timeout=2.0), make(False)
+        await signal(a, b)
+        await connect_both(a, b)
+        with pytest.raises(ice.ConnectionFailed, match="consent") as caught:
+            await bounded(a.streams[2].recv(1))
+        assert a.state is ConnectionState.FAILED
+        for stream in a.streams:
+            with pytest.raises(ice.ConnectionFailed, match="consent"):
+                stream.send_nowait(b"late")
+        with pytest.raises(ice.ConnectionFailed) as again:
+            await a.connect()
+        assert again.value is caught.value
+        with pytest.raises(ice.ConnectionFailed, match="consent"):
+            await a.streams[0].restart()
+    assert open_descriptors() == before
