@@ -287,19 +287,6 @@ class Connection(Driver[CandidatePair]):
     # -- what we offer ---------------------------------------------------------------------
 
     @property
-    def local_ufrag(self) -> str:
-        return self.agent.local_ufrag
-
-    @property
-    def local_pwd(self) -> str:
-        return self.agent.local_pwd
-
-    @property
-    def ta(self) -> float:
-        """The Ta we propose (signal it as ``a=ice-pacing`` when not 50 ms)."""
-        return self.agent.proposed_ta
-
-    @property
     def local_candidates(self) -> list[Candidate]:
         """The candidates gathered so far (peer-reflexive ones learned later excluded), as
         offered to the peer: with ``mdns_publish``, under their ``.local`` names (the
@@ -407,10 +394,7 @@ class Connection(Driver[CandidatePair]):
         self.agent.add_remote_candidate(candidate)
 
     def _wake_gatherers(self) -> None:
-        waiters, self._gather_waiters = self._gather_waiters, []
-        for waiter in waiters:
-            if not waiter.done():
-                waiter.set_result(None)
+        wake(self._gather_waiters)
 
     def _open_hosts(self) -> None:
         addresses = host_addresses(**self._host_options)

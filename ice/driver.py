@@ -91,6 +91,21 @@ class Driver(Generic[Outcome]):
         why they cannot, if so."""
         raise NotImplementedError
 
+    # -- what we offer ---------------------------------------------------------------------
+
+    @property
+    def local_ufrag(self) -> str:
+        return self._core.local_ufrag
+
+    @property
+    def local_pwd(self) -> str:
+        return self._core.local_pwd
+
+    @property
+    def ta(self) -> float:
+        """The Ta we propose (signal it as ``a=ice-pacing`` when not 50 ms)."""
+        return self._core.proposed_ta
+
     # -- the loop and the timer ------------------------------------------------------------
 
     def _bind_loop(self) -> asyncio.AbstractEventLoop:

@@ -132,6 +132,10 @@ class MultiStreamAgent:
         return self.streams[0].ta
 
     @property
+    def proposed_ta(self) -> float:
+        return self.streams[0].proposed_ta
+
+    @property
     def stats(self) -> AgentStats:
         """The counters of all streams added up."""
         total = AgentStats()

@@ -64,19 +64,6 @@ class MultiStreamConnection(Driver[list[CandidatePair]]):
     # -- what we offer ---------------------------------------------------------------------
 
     @property
-    def local_ufrag(self) -> str:
-        return self.agent.local_ufrag
-
-    @property
-    def local_pwd(self) -> str:
-        return self.agent.local_pwd
-
-    @property
-    def ta(self) -> float:
-        """The Ta we propose (signal it as ``a=ice-pacing`` when not 50 ms)."""
-        return self.streams[0].ta
-
-    @property
     def state(self) -> ConnectionState:
         """The session's state, aggregated from the streams'."""
         return self.agent.state

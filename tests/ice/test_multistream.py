@@ -98,6 +98,36 @@ def _signal(a: MultiStreamAgent, b: MultiStreamAgent) -> None:
             mine.add_remote_candidate(index, None)
 
 
+def _run_until_connected(net: Network, a: Recorder, b: Recorder) -> None:
+    net.run(
+        until=net.now + 5.0,
+        stop=lambda: a.agent.state is CONNECTED and b.agent.state is CONNECTED,
+    )
+    assert a.agent.state is CONNECTED and b.agent.state is CONNECTED
+
+
+def _connected(net: Network, b_controlling: bool = False) -> tuple[Recorder, Recorder]:
+    """Two agents (a controlling) built, signalled, started and connected."""
+    a, b = _build(net, 1, True), _build(net, 2, b_controlling)
+    _signal(a.agent, b.agent)
+    for side in (a, b):
+        side.agent.start(net.now)
+    _run_until_connected(net, a, b)
+    return a, b
+
+
+def _signal_restart(net: Network, a: Recorder, b: Recorder) -> None:
+    """After ``a``'s restart: b learns a's new credentials (and restarts), a learns
+    b's, each gets the other's candidates again, and both start the new checks."""
+    b.agent.set_remote_credentials(a.agent.local_ufrag, a.agent.local_pwd)
+    a.agent.set_remote_credentials(b.agent.local_ufrag, b.agent.local_pwd)
+    for mine, theirs in ((a.agent, b.agent), (b.agent, a.agent)):
+        for index, stream in enumerate(theirs.streams):
+            for candidate in stream.local_candidates:
+                mine.add_remote_candidate(index, ice.Candidate.from_sdp(candidate.to_sdp()))
+        mine.start(net.now)
+
+
 def test_three_streams_of_two_components_connect_sharing_ta_and_foundations() -> None:
     net = Network(seed=31)
     a, b = _build(net, 1, True), _build(net, 2, False)
@@ -109,7 +139,7 @@ def test_three_streams_of_two_components_connect_sharing_ta_and_foundations() ->
             for s in side.agent.streams
         ]
         assert active == [1, 0, 0], "one foundation: unfrozen in the first stream only"
-    net.run(until=5.0, stop=lambda: a.agent.state is CONNECTED and b.agent.state is CONNECTED)
+    _run_until_connected(net, a, b)
 
     for side, peer in ((a, b), (b, a)):
         assert side.agent.state is CONNECTED
@@ -161,8 +191,7 @@ def test_the_pair_cap_is_split_evenly_between_the_check_lists() -> None:
         assert [pair.priority for pair in stream.pairs()] == possible[:4]
     for side in (a, b):
         side.agent.start(net.now)
-    net.run(until=5.0, stop=lambda: a.agent.state is CONNECTED and b.agent.state is CONNECTED)
-    assert a.agent.state is CONNECTED and b.agent.state is CONNECTED
+    _run_until_connected(net, a, b)
     for side in (a, b):
         assert all(len(stream.pairs()) <= 4 for stream in side.agent.streams)
 
@@ -170,36 +199,21 @@ def test_the_pair_cap_is_split_evenly_between_the_check_lists() -> None:
 def test_a_role_conflict_switches_every_stream() -> None:
     """Both sides start controlling: the loser of the tie-breaker switches the role of
     all its streams, and the agents connect with one controlling side."""
-    net = Network(seed=33)
-    a, b = _build(net, 1, True), _build(net, 2, True)
-    _signal(a.agent, b.agent)
-    for side in (a, b):
-        side.agent.start(net.now)
-    net.run(until=5.0, stop=lambda: a.agent.state is CONNECTED and b.agent.state is CONNECTED)
-    assert a.agent.state is CONNECTED and b.agent.state is CONNECTED
+    a, b = _connected(Network(seed=33), b_controlling=True)
     roles = [[stream.controlling for stream in side.agent.streams] for side in (a, b)]
     assert roles in ([[True] * STREAMS, [False] * STREAMS], [[False] * STREAMS, [True] * STREAMS])
 
 
 def test_a_restart_gives_every_stream_the_same_new_credentials() -> None:
     net = Network(seed=34)
-    a, b = _build(net, 1, True), _build(net, 2, False)
-    _signal(a.agent, b.agent)
-    for side in (a, b):
-        side.agent.start(net.now)
-    net.run(until=5.0, stop=lambda: a.agent.state is CONNECTED and b.agent.state is CONNECTED)
-    old = a.agent.local_ufrag
+    a, b = _connected(net)
+    old_a, old_b = a.agent.local_ufrag, b.agent.local_ufrag
     a.agent.restart()
-    assert a.agent.local_ufrag != old
+    assert a.agent.local_ufrag != old_a
     assert {s.local_ufrag for s in a.agent.streams} == {a.agent.local_ufrag}
-    b.agent.set_remote_credentials(a.agent.local_ufrag, a.agent.local_pwd)
+    _signal_restart(net, a, b)
+    assert b.agent.local_ufrag != old_b
     assert {s.local_ufrag for s in b.agent.streams} == {b.agent.local_ufrag}
-    a.agent.set_remote_credentials(b.agent.local_ufrag, b.agent.local_pwd)
-    for mine, theirs in ((a.agent, b.agent), (b.agent, a.agent)):
-        for index, stream in enumerate(theirs.streams):
-            for candidate in stream.local_candidates:
-                mine.add_remote_candidate(index, ice.Candidate.from_sdp(candidate.to_sdp()))
-        mine.start(net.now)
     net.run(
         until=net.now + 5.0,
         stop=lambda: all(s._previous is None for x in (a, b) for s in x.agent.streams),
@@ -214,19 +228,9 @@ def test_a_restart_refused_by_one_stream_changes_no_stream() -> None:
     a second restart is refused (IceError) and leaves every stream's credentials as
     they were: a session restarts whole or not at all."""
     net = Network(seed=35)
-    a, b = _build(net, 1, True), _build(net, 2, False)
-    _signal(a.agent, b.agent)
-    for side in (a, b):
-        side.agent.start(net.now)
-    net.run(until=5.0, stop=lambda: a.agent.state is CONNECTED and b.agent.state is CONNECTED)
+    a, b = _connected(net)
     a.agent.restart()
-    b.agent.set_remote_credentials(a.agent.local_ufrag, a.agent.local_pwd)
-    a.agent.set_remote_credentials(b.agent.local_ufrag, b.agent.local_pwd)
-    for mine, theirs in ((a.agent, b.agent), (b.agent, a.agent)):
-        for index, stream in enumerate(theirs.streams):
-            for candidate in stream.local_candidates:
-                mine.add_remote_candidate(index, ice.Candidate.from_sdp(candidate.to_sdp()))
-        mine.start(net.now)
+    _signal_restart(net, a, b)
 
     def partly_moved(stream: ice.Agent) -> bool:
         previous = stream._previous
