@@ -14,6 +14,7 @@ from .agent import Agent
 from .errors import ConnectionFailed, IceError
 from .events import ConnectionState, ConnectionStateChanged, Event, Restarted, SelectedPairChanged
 from .multistream import MultiStreamAgent
+from .timers import TimerQueue, timer_queue
 
 TIMER_LEAD = 0.001
 """asyncio's selectors wait in whole milliseconds, rounded up: a timer armed for its
@@ -53,15 +54,17 @@ class Driver(Generic[Outcome]):
         "_loop",
         "_outcome",
         "_time",
-        "_timer",
         "_timer_at",
+        "_timer_seq",
+        "_timers",
     )
 
     def __init__(self, core: Agent | MultiStreamAgent) -> None:
         self._core = core
         self._loop: asyncio.AbstractEventLoop | None = None
         self._time: Callable[[], float] = time.monotonic
-        self._timer: asyncio.TimerHandle | None = None
+        self._timers: TimerQueue | None = None
+        self._timer_seq = 0  # the entry in the loop's TimerQueue, 0 for none
         self._timer_at: float | None = None
         self._connect_started = False
         self._outcome: Outcome | BaseException | None = None
@@ -115,35 +118,34 @@ class Driver(Generic[Outcome]):
             loop = self._loop = asyncio.get_running_loop()
             default_clock = type(loop).time is asyncio.BaseEventLoop.time
             self._time = time.monotonic if default_clock else loop.time
+            self._timers = timer_queue(loop)
         return self._loop
 
     def _arm(self) -> None:
         """(Re-)arm the one timer for the core's next deadline."""
-        if self._loop is None or self._closed:
+        timers = self._timers
+        if timers is None or self._closed:
             return
         # A timer already set for earlier stays: waking early costs one idle
-        # handle_timeout, re-arming on every datagram costs a handle and a cancel each.
+        # handle_timeout, re-arming on every datagram a heap entry each.
         core = self._core
         deadline = core.poll_timeout()
         armed = self._timer_at
         if deadline is None or (armed is not None and armed <= deadline):
             return
-        if self._timer is not None:
-            self._timer.cancel()
         self._timer_at = deadline
         lead = 0.0 if deadline == core.ice_deadline else TIMER_LEAD  # never fail early
-        self._timer = self._loop.call_at(deadline - lead, self._on_timer)
+        timers.schedule(self, deadline - lead)
 
     def _on_timer(self) -> None:
-        self._timer = None
         self._timer_at = None
         self._core.handle_timeout(self._time(), TIMER_LEAD)
         self._service()
 
     def _stop_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._timer_at = None
+        if self._timers is not None:
+            self._timers.cancel(self)
 
     # -- connecting ------------------------------------------------------------------------
 
