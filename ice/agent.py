@@ -807,6 +807,13 @@ class Agent:
         """The next event, or None."""
         return self._events.pop(0) if self._events else None
 
+    def poll_events(self) -> list[Event]:
+        """Every event so far, oldest first (the list is handed over, not copied)."""
+        events = self._events
+        if events:
+            self._events = []
+        return events
+
     # -- datagrams -------------------------------------------------------------------------
 
     def handle_datagram(self, now: float, data: bytes, local: Address, remote: Address) -> None:

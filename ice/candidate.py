@@ -8,6 +8,7 @@ foundations (5.1.1.3) and prune redundant local candidates (5.1.3).
 
 from __future__ import annotations
 
+import functools
 import socket
 import string
 import zlib
@@ -69,6 +70,8 @@ _SDP_PREFIX = "candidate:"
 
 
 def _as_type(value: CandidateType | str) -> CandidateType:
+    if type(value) is CandidateType:
+        return value
     try:
         return CandidateType(value.lower())
     except ValueError:
@@ -93,8 +96,10 @@ def prflx_priority(local_preference: int, component: int) -> int:
     return candidate_priority(CandidateType.PRFLX, local_preference, component)
 
 
+@functools.lru_cache(maxsize=4096)
 def _ip(text: str, family: int = 0) -> str | None:
-    """``ip_literal`` for any text: None instead of an exception for NULs and the like."""
+    """``ip_literal`` for any text: None instead of an exception for NULs and the like
+    (cached: a session sees the same few addresses over and over)."""
     return ip_literal(text, family) if text.isascii() and text.isprintable() else None
 
 
@@ -123,6 +128,7 @@ def local_preference(family_index: int, interface_index: int) -> int:
     return max(0, 0xFFFF - (2 * interface_index + family_index))
 
 
+@functools.lru_cache(maxsize=1024)
 def make_foundation(
     type: CandidateType, base_ip: str, protocol: str, server: str | None = None
 ) -> str:
@@ -258,9 +264,9 @@ class Candidate:
             line = line[2:]
         if line[: len(_SDP_PREFIX)].lower() == _SDP_PREFIX:
             line = line[len(_SDP_PREFIX) :]
-        for char in line:
-            if char not in _LINE_CHARS:
-                raise CandidateError(f"unexpected character {char!r} in candidate {text!r}")
+        if not _LINE_CHARS.issuperset(line):
+            char = next(char for char in line if char not in _LINE_CHARS)
+            raise CandidateError(f"unexpected character {char!r} in candidate {text!r}")
         tokens = line.split()
         if len(tokens) < 8:
             raise CandidateError(f"a candidate has at least 8 fields, not {len(tokens)}: {text!r}")

@@ -178,6 +178,11 @@ class PairReport:
         )
 
 
+def _first_to_unfreeze(pair: CandidatePair) -> tuple[int, int, int]:
+    """Within a foundation: the lowest component, then the highest priority."""
+    return (pair.component, -pair.priority, pair.seq)
+
+
 class CheckList:
     """The candidate pairs of one data stream and the order in which they are checked.
 
@@ -289,7 +294,7 @@ class CheckList:
         """Section 6.1.2.6: per foundation, unfreeze the pair with the lowest component
         ID and then the highest priority. Returns the pairs set to Waiting."""
         chosen = [
-            min(group, key=lambda p: (p.component, -p.priority, p.seq))
+            group[0] if len(group) == 1 else min(group, key=_first_to_unfreeze)
             for foundation, group in self._frozen.items()
             if not self._active.get(foundation)
         ]

@@ -700,9 +700,10 @@ class Connection(Driver[CandidatePair]):
         """Send what the agent wants sent, act on its events and re-arm its one timer."""
         self._send_transmits()
         agent = self.agent
-        while (event := agent.poll_event()) is not None:
-            self._stream_event(event)
-            self._session_event(event)
+        while agent._events:
+            for event in agent.poll_events():
+                self._stream_event(event)
+                self._session_event(event)
         self._arm()
 
     def _send_transmits(self) -> None:
@@ -711,10 +712,10 @@ class Connection(Driver[CandidatePair]):
 
     def _stream_event(self, event: Event) -> None:
         """What an event of the agent means for the sockets and relays."""
-        if isinstance(event, CandidateLearned) and not event.local:
+        if type(event) is CandidateLearned and not event.local:
             for allocation in self._relays.values():
                 self._permit(allocation, event.candidate)
-        elif isinstance(event, ConsentExpired):
+        elif type(event) is ConsentExpired:
             self._consent_expired()
 
     def _transmit(self, data: bytes, local: Address, remote: Address) -> None:

@@ -186,17 +186,18 @@ class Driver(Generic[Outcome]):
         if not self._connect_started:
             return
         core = self._core
-        if isinstance(event, ConnectionStateChanged):
-            if event.state is ConnectionState.CONNECTED:
+        if type(event) is ConnectionStateChanged:
+            state = event.state
+            if state is ConnectionState.CONNECTED:
                 if not core.restarting:  # COMPLETED becomes CONNECTED as a restart begins
                     self._settle(self._selected())
-            elif event.state is ConnectionState.FAILED:
+            elif state is ConnectionState.FAILED:
                 self._settle(event.error or ConnectionFailed("ICE failed"))
-            elif event.state is ConnectionState.CLOSED:
+            elif state is ConnectionState.CLOSED:
                 self._settle(ConnectionClosed("the connection was closed"))
-        elif isinstance(event, Restarted):
+        elif type(event) is Restarted:
             if not self._closed:  # ours or the peer's: its checks start at once
                 self._outcome = None
                 core.start(self._time())
-        elif isinstance(event, SelectedPairChanged) and core.state.usable and not core.restarting:
+        elif type(event) is SelectedPairChanged and core.state.usable and not core.restarting:
             self._settle(self._selected())  # also when an ICE restart completes

@@ -13,6 +13,7 @@ from .attributes import (
 )
 from .auth import (
     NonceFeatures,
+    SessionKey,
     long_term_key,
     nonce_features,
     short_term_key,
@@ -61,6 +62,7 @@ __all__ = [
     "Server",
     "ServerAddress",
     "ServerStats",
+    "SessionKey",
     "StreamFramer",
     "StunClient",
     "StunError",

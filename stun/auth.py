@@ -41,9 +41,10 @@ def password_algorithm(algorithm: AlgorithmName | int) -> PasswordAlgorithm:
         raise ValueError(f"unknown password algorithm: {algorithm!r}") from None
 
 
-def short_term_key(password: str) -> bytes:
-    """The HMAC key of short-term credentials (ICE checks): the password itself."""
-    return password.encode("utf-8")
+def short_term_key(password: str) -> SessionKey:
+    """The HMAC key of short-term credentials (ICE checks): the password itself, as a
+    :class:`SessionKey`."""
+    return SessionKey(password.encode("utf-8"))
 
 
 def long_term_key(
@@ -103,26 +104,47 @@ _IPAD = bytes(x ^ 0x36 for x in range(256))
 _OPAD = bytes(x ^ 0x5C for x in range(256))
 
 
+class SessionKey(bytes):
+    """An HMAC key that keeps its own padded hash states, for a key that signs and checks
+    the many messages of one session (an ICE agent's). Plain ``bytes`` keys share one
+    bounded cache, which thousands of agents' keys, each used a few times, would keep
+    evicting from one another."""
+
+    pads: dict[str, tuple[Any, Any]]
+
+    def __new__(cls, key: bytes) -> SessionKey:
+        self = super().__new__(cls, key)
+        self.pads = {}
+        return self
+
+
 def _cached_hmac(new_hash: Callable[..., Any]) -> Mac:
     """HMAC (RFC 2104) over ``new_hash``, keeping each key's padded hash states.
 
     Per message this costs two hash-state copies, two updates and two digests: the same
     work as :mod:`hmac`'s own fallback, and cheaper than copying an OpenSSL HMAC state.
     """
-    block_size = new_hash().block_size
+    probe = new_hash()
+    block_size, name = probe.block_size, probe.name
     states: dict[bytes, tuple[Any, Any]] = {}
 
-    def keyed(key: bytes) -> tuple[Any, Any]:
+    def padded(key: bytes) -> tuple[Any, Any]:
         block = new_hash(key).digest() if len(key) > block_size else bytes(key)
         block = block.ljust(block_size, b"\0")
+        return new_hash(block.translate(_IPAD)), new_hash(block.translate(_OPAD))
+
+    def keyed(key: bytes) -> tuple[Any, Any]:
+        if type(key) is SessionKey:
+            pads = key.pads[name] = padded(key)
+            return pads
         if len(states) >= _CACHE_LIMIT:
             states.clear()
-        pads = states[key] = (new_hash(block.translate(_IPAD)), new_hash(block.translate(_OPAD)))
+        pads = states[key] = padded(key)
         return pads
 
     def mac(key: bytes, data: bytes | bytearray) -> bytes:
         try:
-            inner, outer = states[key]
+            inner, outer = key.pads[name] if type(key) is SessionKey else states[key]
         except KeyError:
             inner, outer = keyed(key)
         inner = inner.copy()

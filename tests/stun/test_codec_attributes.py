@@ -17,6 +17,7 @@ import pytest
 
 import stun
 from stun import AddressError, Attr, Class, Icmp, Method
+from stun.auth import _CACHE_LIMIT
 from stun.framing import StreamFramer
 
 TID = bytes.fromhex("0102030405060708090a0b0c")
@@ -942,6 +943,23 @@ def test_long_term_key_known_values() -> None:
     ) == stun.long_term_key("user", "realm", "pass")
     with pytest.raises(ValueError):
         stun.long_term_key("user", "realm", "pass", algorithm="sha1")  # type: ignore[arg-type]
+
+
+def test_a_session_key_keeps_its_own_hash_states() -> None:
+    key = stun.short_term_key("VOkJxbRl1RmTxUk/WvJxBt")
+    assert isinstance(key, stun.SessionKey) and key == b"VOkJxbRl1RmTxUk/WvJxBt"
+    message = stun.Message(stun.Method.BINDING, stun.Class.REQUEST, TID)
+    data = message.encode(integrity_key=key)
+    signed = stun.decode(data)
+    assert signed.check_integrity(b"VOkJxbRl1RmTxUk/WvJxBt")  # the same MAC as plain bytes
+    assert data[-20:] == hmac.new(key, data[:-24], hashlib.sha1).digest()
+    pads = key.pads["sha1"]
+    for i in range(3 * _CACHE_LIMIT):  # enough other keys to flush the shared cache
+        assert stun.decode(message.encode(integrity_key=b"other %d" % i)).check_integrity(
+            b"other %d" % i
+        )
+    assert signed.check_integrity(key)
+    assert key.pads["sha1"] is pads  # not evicted, not recomputed
 
 
 def test_short_term_key_and_userhash() -> None:
