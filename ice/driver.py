@@ -126,14 +126,14 @@ class Driver(Generic[Outcome]):
         timers = self._timers
         if timers is None or self._closed:
             return
-        # A timer already set for earlier stays: waking early costs one idle
-        # handle_timeout, re-arming on every datagram a heap entry each.
         core = self._core
         deadline = core.poll_timeout()
-        armed = self._timer_at
-        if deadline is None or (armed is not None and armed <= deadline):
+        if deadline == self._timer_at:
             return
         self._timer_at = deadline
+        if deadline is None:
+            timers.cancel(self)
+            return
         lead = 0.0 if deadline == core.ice_deadline else TIMER_LEAD  # never fail early
         timers.schedule(self, deadline - lead)
 
