@@ -105,17 +105,10 @@ _OPAD = bytes(x ^ 0x5C for x in range(256))
 
 
 class SessionKey(bytes):
-    """An HMAC key that keeps its own padded hash states, for a key that signs and checks
-    the many messages of one session (an ICE agent's). Plain ``bytes`` keys share one
-    bounded cache, which thousands of agents' keys, each used a few times, would keep
-    evicting from one another."""
-
-    pads: dict[str, tuple[Any, Any]]
-
-    def __new__(cls, key: bytes) -> SessionKey:
-        self = super().__new__(cls, key)
-        self.pads = {}
-        return self
+    """An HMAC key that keeps its own padded hash states (as attributes named after the
+    hash), for a key that signs and checks the many messages of one session (an ICE
+    agent's). Plain ``bytes`` keys share one bounded cache, which thousands of agents'
+    keys, each used a few times, would keep evicting from one another."""
 
 
 def _cached_hmac(new_hash: Callable[..., Any]) -> Mac:
@@ -135,7 +128,8 @@ def _cached_hmac(new_hash: Callable[..., Any]) -> Mac:
 
     def keyed(key: bytes) -> tuple[Any, Any]:
         if type(key) is SessionKey:
-            pads = key.pads[name] = padded(key)
+            pads = padded(key)
+            setattr(key, name, pads)
             return pads
         if len(states) >= _CACHE_LIMIT:
             states.clear()
@@ -144,7 +138,7 @@ def _cached_hmac(new_hash: Callable[..., Any]) -> Mac:
 
     def mac(key: bytes, data: bytes | bytearray) -> bytes:
         try:
-            inner, outer = key.pads[name] if type(key) is SessionKey else states[key]
+            inner, outer = key.__dict__[name] if type(key) is SessionKey else states[key]
         except KeyError:
             inner, outer = keyed(key)
         inner = inner.copy()
