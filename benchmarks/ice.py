@@ -19,7 +19,11 @@ libraries alternate run by run; each row is a median over runs.
    aioice's column is its own overhead over its 20 ms pacing (its connect time minus
    20 ms), for reference. A negative overhead is the timer lead of
    ``ice.driver.TIMER_LEAD``: the nomination left before the floor on the wall clock
-   (at it on the agent's clock).
+   (at it on the agent's clock). The "machine" rows time the same wake-up without ICE:
+   a loop timer of Ta (through :mod:`ice.timers`, as our agents' are), then one UDP
+   request and answer between two bare sockets whose handlers do nothing else. What
+   they show (a virtual machine's CPU runs several times slower for the first
+   milliseconds after an idle stretch) is part of every overhead row.
 3. N host addresses per side (N = 4, 16, 64): a network namespace created for the run
    (a veth pair, 10.77.0.1..N on one end, 10.77.1.1..N on the other; see
    :mod:`benchmarks.netns`), both agents in a worker process inside it; ours with
@@ -72,11 +76,13 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import gc
 import json
 import os
 import random
 import resource
+import socket
 import statistics
 import subprocess
 import sys
@@ -97,6 +103,7 @@ from benchmarks import netns
 from ice.agent import DEFAULT_TA
 from ice.candidate import CandidateType, candidate_priority, make_foundation
 from ice.pacer import GLOBAL_INTERVAL
+from ice.timers import timer_queue
 from tests.coturn import Coturn, turnserver_path
 from tests.ice.aioice_peer import gather_loopback, loopback_only, make_aioice
 
@@ -243,6 +250,52 @@ async def _ours_session(a: ice.Connection, b: ice.Connection) -> tuple[float, fl
     return time_a, time_b
 
 
+class _Wake:
+    """A sleeper for :class:`ice.timers.TimerQueue` that sends one datagram."""
+
+    def __init__(self, send: Callable[[], object]) -> None:
+        self._timer_seq = 0
+        self._send = send
+
+    def _on_timer(self) -> None:
+        self._send()
+
+
+async def _bare_wake(ta: float) -> tuple[float, float]:
+    """The machine's part of metric 2: a loop timer of ``ta``, then one request and answer
+    between two bare UDP sockets on 127.0.0.1; seconds from arming to the answer (twice,
+    in the shape of a session's sample)."""
+    loop = asyncio.get_running_loop()
+    asker, answerer = (socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2))
+    answered: asyncio.Future[float] = loop.create_future()
+
+    def answer() -> None:
+        data, source = answerer.recvfrom(2048)
+        answerer.sendto(data, source)
+
+    def receive() -> None:
+        asker.recvfrom(2048)
+        if not answered.done():
+            answered.set_result(loop.time())
+
+    try:
+        for sock in (asker, answerer):
+            sock.setblocking(False)
+            sock.bind((LOOPBACK, 0))
+        loop.add_reader(answerer.fileno(), answer)
+        loop.add_reader(asker.fileno(), receive)
+        await asyncio.sleep(SETTLE)
+        start = loop.time()
+        wake = _Wake(lambda: asker.sendto(bytes(100), answerer.getsockname()))
+        timer_queue(loop).schedule(wake, start + ta)
+        elapsed = await asyncio.wait_for(answered, CONNECT_TIMEOUT) - start
+    finally:
+        for sock in (asker, answerer):
+            loop.remove_reader(sock.fileno())
+            sock.close()
+    return elapsed, elapsed
+
+
 def _aioice_lines(conn: aioice.Connection) -> list[str]:
     return [candidate.to_sdp() for candidate in conn.local_candidates]
 
@@ -307,6 +360,7 @@ def _aioice_loopback_pair() -> tuple[aioice.Connection, aioice.Connection]:
 
 AIOICE_OVERHEAD_NOTE = "aioice column (all rows 2.): its aggressive connect minus its 20 ms"
 PACING_CONFIGS = [(ta, pacing) for pacing in (False, True) for ta in (0.050, 0.020, 0.005)]
+MACHINE_TAS = (0.050, 0.020, 0.005)
 
 
 async def _loopback(runs: int, regular: bool) -> dict[str, list[tuple[float, float]]]:
@@ -339,6 +393,8 @@ async def _loopback(runs: int, regular: bool) -> dict[str, list[tuple[float, flo
     if regular:
         for ta, pacing in PACING_CONFIGS:
             sessions[f"regular {ta * 1e3:g} {pacing}"] = ours_regular(ta, pacing)
+        for ta in MACHINE_TAS:
+            sessions[f"machine {ta * 1e3:g}"] = functools.partial(_bare_wake, ta)
     samples: dict[str, list[tuple[float, float]]] = {name: [] for name in sessions}
     for session in sessions.values():  # warm up
         await session()
@@ -382,6 +438,20 @@ def _loopback_rows(samples: dict[str, list[tuple[float, float]]]) -> list[dict[s
                 detail={"icestack": sides, "aioice": theirs},
             )
         )
+    for ta in MACHINE_TAS:
+        name = f"machine {ta * 1e3:g}"
+        if name in samples:
+            sides = _sides(samples[name])
+            rows.append(
+                _row(
+                    f"2. machine: timer of Ta {ta * 1e3:g} ms + bare UDP round trip",
+                    "ms",
+                    sides["both_ms"] - ta * 1e3,
+                    None,
+                    note=f"Ta {ta * 1e3:g} ms: part of the overhead rows above (see doc)",
+                    detail={"icestack": sides},
+                )
+            )
     return rows
 
 
