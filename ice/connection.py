@@ -549,6 +549,12 @@ class Connection(Driver[CandidatePair]):
         with contextlib.suppress(TurnError, StunError, OSError):
             await allocation.create_permission(ip)
 
+    async def _finish_tasks(self) -> None:
+        """Wait for what still runs once closed: TURN releases begun by a failure."""
+        tasks = list(self._tasks or ())
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
     def _spawn(self, coroutine: Any) -> None:
         assert self._loop is not None
         task = self._loop.create_task(coroutine)
@@ -731,8 +737,11 @@ class Connection(Driver[CandidatePair]):
     # -- the end ---------------------------------------------------------------------------
 
     async def close(self) -> None:
-        """Stop the agent, close every socket and release every TURN allocation."""
+        """Stop the agent, close every socket and release every TURN allocation. After a
+        failure closed the connection (consent expired), this waits for the releases
+        that the failure started."""
         if self._closed:
+            await self._finish_tasks()
             return
         self.agent.close()
         self._service()

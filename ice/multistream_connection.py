@@ -139,8 +139,9 @@ class MultiStreamConnection(Driver[list[CandidatePair]]):
 
     async def close(self) -> None:
         """Stop the agent, close every stream's sockets and release its TURN
-        allocations."""
+        allocations (after a failure closed it, the releases the failure began)."""
         if self._closed:
+            await asyncio.gather(*(stream._finish_tasks() for stream in self.streams))
             return
         self.agent.close()
         self._service()

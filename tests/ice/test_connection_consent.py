@@ -8,7 +8,8 @@ import os
 import pytest
 
 import ice
-from tests.ice.connection_support import bounded, connect_both, connections, signal
+from tests.coturn import Coturn
+from tests.ice.connection_support import bounded, connect_both, connections, signal, turn_server
 
 pytestmark = pytest.mark.usefixtures("loop_errors")
 
@@ -35,3 +36,17 @@ async def test_consent_expiry_closes_the_connection_with_its_reason() -> None:
         assert _open_files() == files - 1  # a's one host socket is closed
         await a.close()  # still fine afterwards
         assert b.state.usable  # the peer only notices through its own consent checks
+
+
+async def test_close_after_consent_expiry_waits_for_the_turn_release(coturn: Coturn) -> None:
+    async with connections() as make:
+        a = make(True, relay_only=True, turn_servers=[turn_server(coturn)], consent_timeout=0.3)
+        b = make(False)
+        await signal(a, b)
+        await connect_both(a, b)
+        (allocation,) = a._relays.values()  # white-box: the relayed candidate's allocation
+
+        with pytest.raises(ice.ConnectionFailed, match="consent to send expired"):
+            await bounded(a.recv())
+        await a.close()  # the expiry began the release; close() waits for it
+        assert allocation.closed
