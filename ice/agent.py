@@ -237,6 +237,15 @@ def _random_credentials(rng: random.Random) -> tuple[str, str]:
     return chars[:split], chars[split:]
 
 
+def _check_tie_breaker(value: int | None, rng: random.Random) -> int:
+    """``value`` if it is a 64-bit unsigned number; a random one for None."""
+    if value is None:
+        return rng.getrandbits(64)
+    if not 0 <= value < 2**64:
+        raise ValueError(f"tie_breaker must be 0 to 2**64 - 1, not {value!r}")
+    return value
+
+
 def _check_credential(value: str, what: str, low: int) -> str:
     if not (low <= len(value) <= 256) or not _ICE_CHARS.fullmatch(value):
         raise IceError(f"{what} must be {low} to 256 ice-chars (A-Z a-z 0-9 + /), got {value!r}")
@@ -291,6 +300,9 @@ class Agent:
     ``controlling`` names the initiator, and both sides select, without checks, the pair
     of the peer's highest-priority candidate and ours of its address family, per
     component. A full agent whose peer is lite takes the controlling role.
+
+    ``tie_breaker`` (0 to 2**64 - 1, random by default) settles role conflicts
+    (RFC 8445 section 7.3.1.1): the higher one keeps the controlling role.
 
     Resources are bounded: at most ``max_pairs`` pairs, one check in flight per pair
     (plus cancelled ones waiting out their last answer), ``PEER_REFLEXIVE_LIMIT``
@@ -419,7 +431,7 @@ class Agent:
         self._previous: _Generation | None = None
         self._select_due = False
         self._group: MultiStreamAgent | None = None
-        self.tie_breaker = tie_breaker if tie_breaker is not None else rng.getrandbits(64)
+        self.tie_breaker = _check_tie_breaker(tie_breaker, rng)
         ufrag, pwd = _random_credentials(rng)
         self.local_ufrag = (
             ufrag if local_ufrag is None else _check_credential(local_ufrag, "the ufrag", 4)

@@ -138,6 +138,7 @@ class Connection(Driver[CandidatePair]):
     ``ta``, ``nomination``, ``global_pacing`` and ``ice_timeout`` are the
     :class:`~ice.agent.Agent`'s settings;
     ``ta`` is proposed to the peer, which signals its own in :meth:`set_remote_credentials`.
+    ``local_ufrag``, ``local_pwd`` and ``tie_breaker`` are random unless given (test rigs).
 
     ``lite=True`` makes this an ICE-lite endpoint (as SFUs and servers with a public
     address are): host candidates only, no STUN or TURN servers, no checks of its own;
@@ -216,6 +217,7 @@ class Connection(Driver[CandidatePair]):
         max_pairs: int = 100,
         local_ufrag: str | None = None,
         local_pwd: str | None = None,
+        tie_breaker: int | None = None,
         mdns: MdnsService | None = None,
         mdns_publish: bool = False,
         lite: bool = False,
@@ -259,6 +261,7 @@ class Connection(Driver[CandidatePair]):
                 "max_pairs": max_pairs,
                 "local_ufrag": local_ufrag,
                 "local_pwd": local_pwd,
+                "tie_breaker": tie_breaker,
                 "lite": lite,
             },
         )

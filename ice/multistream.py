@@ -25,7 +25,15 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
-from .agent import DEFAULT_TA, Agent, AgentStats, Nomination, Transmit, _random_credentials
+from .agent import (
+    DEFAULT_TA,
+    Agent,
+    AgentStats,
+    Nomination,
+    Transmit,
+    _check_tie_breaker,
+    _random_credentials,
+)
 from .candidate import Address, Candidate
 from .checklist import CheckList
 from .errors import IceError
@@ -67,6 +75,7 @@ class MultiStreamAgent:
         lite: bool = False,
         local_ufrag: str | None = None,
         local_pwd: str | None = None,
+        tie_breaker: int | None = None,
         rng: random.Random | None = None,
         **options: float | bool,
     ) -> None:
@@ -78,7 +87,7 @@ class MultiStreamAgent:
         ufrag, pwd = _random_credentials(rng)
         ufrag = ufrag if local_ufrag is None else local_ufrag
         pwd = pwd if local_pwd is None else local_pwd
-        tie_breaker = rng.getrandbits(64)
+        tie_breaker = _check_tie_breaker(tie_breaker, rng)
         self.streams = [
             Agent(
                 controlling,

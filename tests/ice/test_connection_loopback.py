@@ -226,6 +226,31 @@ async def test_role_conflict_is_resolved(controlling: bool) -> None:
         await exchange(a, b, count=2)
 
 
+@pytest.mark.parametrize("winner", ["a", "b"])
+async def test_the_higher_tie_breaker_keeps_the_controlling_role(winner: str) -> None:
+    """Both claim the controlling role with given tie-breakers: the higher one keeps it,
+    whichever side sent the first check."""
+    high, low = 2**64 - 1, 2**63
+    async with connections() as make:
+        a = make(True, tie_breaker=high if winner == "a" else low)
+        b = make(True, tie_breaker=low if winner == "a" else high)
+        assert (a.agent.tie_breaker, b.agent.tie_breaker) == (
+            (high, low) if winner == "a" else (low, high)
+        )
+        await signal(a, b)
+        await connect_both(a, b)
+        assert a.agent.controlling is (winner == "a")
+        assert b.agent.controlling is (winner == "b")
+
+
+@pytest.mark.parametrize("tie_breaker", [-1, 2**64])
+def test_a_tie_breaker_outside_64_bits_is_refused(tie_breaker: int) -> None:
+    with pytest.raises(ValueError, match="tie_breaker must be 0 to 2\\*\\*64 - 1"):
+        ice.Connection(True, tie_breaker=tie_breaker)
+    with pytest.raises(ValueError, match="tie_breaker"):
+        ice.MultiStreamConnection(True, components=(1, 1), tie_breaker=tie_breaker)
+
+
 async def _fail_against_dead_port(ice_timeout: float) -> tuple[ice.ConnectionFailed, float, int]:
     """connect() with one remote candidate on a port nothing listens on: the error, the
     seconds connect() took, and the dead port."""
