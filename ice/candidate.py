@@ -69,13 +69,16 @@ _RESERVED_EXTENSIONS = frozenset(("raddr", "rport", "tcptype"))
 _SDP_PREFIX = "candidate:"
 
 
+_TYPES = {kind.value: kind for kind in CandidateType}
+
+
 def _as_type(value: CandidateType | str) -> CandidateType:
     if type(value) is CandidateType:
         return value
-    try:
-        return CandidateType(value.lower())
-    except ValueError:
-        raise CandidateError(f"unknown candidate type {value!r}") from None
+    kind = _TYPES.get(value) or _TYPES.get(value.lower())
+    if kind is None:
+        raise CandidateError(f"unknown candidate type {value!r}")
+    return kind
 
 
 def candidate_priority(type: CandidateType | str, local_preference: int, component: int) -> int:
@@ -234,12 +237,19 @@ class Candidate:
                 raise CandidateError(f"{name!r} is a field of its own, not an extension")
             if not (value and _VCHARS.issuperset(value)):
                 raise CandidateError(f"extension {name!r} has a malformed value {value!r}")
+        # Set again only what normalising changed: most values are canonical already.
         setattr_ = object.__setattr__
-        setattr_(self, "type", _as_type(self.type))
-        setattr_(self, "protocol", protocol)
-        setattr_(self, "host", host)
-        setattr_(self, "related_address", related)
-        setattr_(self, "tcptype", tcptype)
+        kind = _as_type(self.type)
+        if kind is not self.type:
+            setattr_(self, "type", kind)
+        if protocol != self.protocol:
+            setattr_(self, "protocol", protocol)
+        if host != self.host:
+            setattr_(self, "host", host)
+        if related != self.related_address:
+            setattr_(self, "related_address", related)
+        if tcptype != self.tcptype:
+            setattr_(self, "tcptype", tcptype)
 
     @property
     def address(self) -> Address:
@@ -264,7 +274,8 @@ class Candidate:
             line = line[2:]
         if line[: len(_SDP_PREFIX)].lower() == _SDP_PREFIX:
             line = line[len(_SDP_PREFIX) :]
-        if not _LINE_CHARS.issuperset(line):
+        printable = line.isascii() and line.isprintable()  # VCHAR and space: the usual
+        if not printable and not _LINE_CHARS.issuperset(line):
             char = next(char for char in line if char not in _LINE_CHARS)
             raise CandidateError(f"unexpected character {char!r} in candidate {text!r}")
         tokens = line.split()
