@@ -441,9 +441,9 @@ def _new_connection(args: argparse.Namespace) -> Connection:
         args.role != "controlled",
         ice_timeout=args.timeout or CONNECT_TIMEOUT,
         ta=args.ta / 1000,
+        tie_breaker=tie_breaker(args.role),
         **_connection_options(args),
     )
-    conn.agent.tie_breaker = tie_breaker(args.role)  # Connection takes no tie_breaker yet
     return conn
 
 

@@ -241,8 +241,8 @@ def _check_tie_breaker(value: int | None, rng: random.Random) -> int:
     """``value`` if it is a 64-bit unsigned number; a random one for None."""
     if value is None:
         return rng.getrandbits(64)
-    if not 0 <= value < 2**64:
-        raise ValueError(f"tie_breaker must be 0 to 2**64 - 1, not {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**64:
+        raise ValueError(f"tie_breaker must be an int from 0 to 2**64 - 1, not {value!r}")
     return value
 
 

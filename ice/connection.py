@@ -556,7 +556,7 @@ class Connection(Driver[CandidatePair]):
         """Wait for what still runs once closed: TURN releases begun by a failure."""
         tasks = list(self._tasks or ())
         if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.wait(tasks)  # a cancelled close() leaves them running
 
     def _spawn(self, coroutine: Any) -> None:
         assert self._loop is not None

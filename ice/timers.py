@@ -27,12 +27,15 @@ first, to sleep the last stretch as a short sleep."""
 
 _RESOLUTION = time.get_clock_info("monotonic").resolution
 _COMPACT_AT = 64
-"""Stale entries (deadlines moved or stopped) are dropped from the heap once there are
+"""Stale entries (deadlines moved or cancelled) are dropped from the heap once there are
 this many and they are more than half of it."""
+
+_Entry = tuple[float, int, "Sleeper"]
 
 
 class Sleeper(Protocol):
-    """What the queue wakes: its current entry's sequence number, and the callback."""
+    """What the queue wakes: its current entry's sequence number (0 for none), and the
+    callback."""
 
     _timer_seq: int
 
@@ -40,30 +43,42 @@ class Sleeper(Protocol):
 
 
 class TimerQueue:
-    """The deadlines of every :class:`Sleeper` on one loop, served by one loop timer."""
+    """The deadlines of every :class:`Sleeper` on one loop, served by one loop timer.
 
-    __slots__ = ("_firing", "_handle", "_handle_at", "_heap", "_live", "_loop", "_seq", "_stale")
+    Each sleeper has at most one live entry, the one its ``_timer_seq`` names; entries it
+    replaced or cancelled stay in the heap, stale, until they come up or are compacted
+    away. A sleeper cancelled or moved by another's callback in the same batch of due
+    ones is not woken.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_firing",
+        "_handle",
+        "_handle_at",
+        "_heap",
+        "_live",
+        "_loop",
+        "_seq",
+    )
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
-        self._heap: list[tuple[float, int, Sleeper]] = []
+        self._heap: list[_Entry] = []
         self._seq = 0
-        self._live = 0
-        self._stale = 0
+        self._live = 0  # sleepers with a live entry (in the heap, or due in _fire)
         self._handle: asyncio.TimerHandle | None = None
         self._handle_at = 0.0
         self._firing = False
 
     def schedule(self, sleeper: Sleeper, when: float) -> None:
         """Wake ``sleeper`` at ``when`` (loop time), in place of its earlier entry."""
-        replaced = sleeper._timer_seq
+        if not sleeper._timer_seq:
+            self._live += 1
         self._seq += 1
         sleeper._timer_seq = self._seq
         heapq.heappush(self._heap, (when, self._seq, sleeper))
-        if replaced:
-            self._retire()
-        else:
-            self._live += 1
+        self._compact()
         if not self._firing and (self._handle is None or when < self._handle_at):
             self._rearm()
 
@@ -73,28 +88,26 @@ class TimerQueue:
             return
         sleeper._timer_seq = 0
         self._live -= 1
-        if not self._live:
-            self._heap.clear()
-            self._stale = 0
-            if self._handle is not None:
-                self._handle.cancel()
-                self._handle = None
+        if self._live:
+            self._compact()
             return
-        self._retire()
+        self._heap.clear()
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
 
-    def _retire(self) -> None:
-        """One more heap entry is stale: drop them all once they are most of it."""
-        self._stale += 1
-        if self._stale >= _COMPACT_AT and 2 * self._stale > len(self._heap):
-            self._heap = [entry for entry in self._heap if entry[2]._timer_seq == entry[1]]
-            heapq.heapify(self._heap)
-            self._stale = 0
+    def _compact(self) -> None:
+        """Drop the stale entries once they are most of the heap."""
+        heap = self._heap
+        stale = len(heap) - self._live
+        if stale >= _COMPACT_AT and 2 * stale > len(heap):
+            heap[:] = [entry for entry in heap if entry[2]._timer_seq == entry[1]]
+            heapq.heapify(heap)
 
     def _rearm(self) -> None:
         heap = self._heap
         while heap and heap[0][2]._timer_seq != heap[0][1]:
             heapq.heappop(heap)
-            self._stale -= 1
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None
@@ -112,37 +125,47 @@ class TimerQueue:
         self._handle = None
         heap = self._heap
         horizon = self._loop.time() + _RESOLUTION  # what the loop itself counts as due
-        due = []
+        due: list[_Entry] = []
         while heap and heap[0][0] <= horizon:
-            _, seq, sleeper = heapq.heappop(heap)
-            if sleeper._timer_seq != seq:
-                self._stale -= 1
-                continue
-            sleeper._timer_seq = 0
-            self._live -= 1
-            due.append(sleeper)
+            entry = heapq.heappop(heap)
+            if entry[2]._timer_seq == entry[1]:
+                due.append(entry)
         self._firing = True
+        woken = 0
         try:
-            for sleeper in due:
+            for _, seq, sleeper in due:
+                woken += 1
+                if sleeper._timer_seq != seq:
+                    continue  # cancelled or moved by a callback of this batch
+                sleeper._timer_seq = 0
+                self._live -= 1
                 try:
                     sleeper._on_timer()
                 except Exception as exc:  # one core's failure must not starve the others
                     self._loop.call_exception_handler(
                         {"message": "an ICE timer callback failed", "exception": exc}
                     )
-        finally:
+        finally:  # interrupted (KeyboardInterrupt ...): the rest stay due
+            for entry in due[woken:]:
+                heapq.heappush(heap, entry)
             self._firing = False
-        self._rearm()
+            self._rearm()
 
 
-_QUEUES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, TimerQueue] = (
+_QUEUES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, weakref.ref[TimerQueue]] = (
     weakref.WeakKeyDictionary()
 )
+"""Each loop's queue, held weakly both ways: the queue (kept alive by its drivers and its
+loop timer) refers to the loop and, through its entries, to connections that refer to
+the loop, so a strong value here would keep every loop, and every connection left
+unclosed on it, alive for good."""
 
 
 def timer_queue(loop: asyncio.AbstractEventLoop) -> TimerQueue:
-    """The queue serving ``loop`` (made on first use)."""
-    queue = _QUEUES.get(loop)
+    """The queue serving ``loop`` (made on first use, and again once it is gone)."""
+    held = _QUEUES.get(loop)
+    queue = None if held is None else held()
     if queue is None:
-        queue = _QUEUES[loop] = TimerQueue(loop)
+        queue = TimerQueue(loop)
+        _QUEUES[loop] = weakref.ref(queue)
     return queue

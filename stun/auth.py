@@ -110,6 +110,9 @@ class SessionKey(bytes):
     agent's). Plain ``bytes`` keys share one bounded cache, which thousands of agents'
     keys, each used a few times, would keep evicting from one another."""
 
+    def __reduce__(self) -> tuple[type[SessionKey], tuple[bytes]]:
+        return SessionKey, (bytes(self),)  # the hash states are rebuilt, not pickled
+
 
 def _cached_hmac(new_hash: Callable[..., Any]) -> Mac:
     """HMAC (RFC 2104) over ``new_hash``, keeping each key's padded hash states.

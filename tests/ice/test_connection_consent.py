@@ -3,6 +3,7 @@ recv() say why (RFC 7675: nothing more may be sent)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 
 import pytest
@@ -50,3 +51,20 @@ async def test_close_after_consent_expiry_waits_for_the_turn_release(coturn: Cot
             await bounded(a.recv())
         await a.close()  # the expiry began the release; close() waits for it
         assert allocation.closed
+
+
+async def test_a_cancelled_close_leaves_the_releases_of_a_failure_running() -> None:
+    async with connections() as make:
+        a = make(True)
+        await bounded(a.gather_all())
+        a._shut_for(None)  # white-box: closed as a failure closes it
+        released = asyncio.Event()
+
+        async def release() -> None:  # stands in for a TURN release
+            await asyncio.sleep(0.05)
+            released.set()
+
+        a._spawn(release())
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(a.close(), 0.01)
+        await bounded(released.wait())

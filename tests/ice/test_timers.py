@@ -3,28 +3,46 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import os
+import warnings
+import weakref
 
 import pytest
 
+from ice import Candidate, Connection
 from ice.timers import _COMPACT_AT, PREWAKE, TimerQueue, timer_queue
+from tests.ice.connection_support import loopback_options
 
 DUE = 2.0
 """Seconds a test waits at most for a sleeper to fire."""
 
 
 class _Sleeper:
-    def __init__(self, name: str, fired: list[tuple[str, float]], fail: bool = False) -> None:
+    def __init__(
+        self,
+        name: str,
+        fired: list[tuple[str, float]],
+        fail: BaseException | None = None,
+    ) -> None:
         self._timer_seq = 0
         self.name = name
         self.fired = fired
         self.fail = fail
+        self.then: list[object] = []  # what to do when woken: callables
         self.woken = asyncio.Event()
 
     def _on_timer(self) -> None:
         self.fired.append((self.name, asyncio.get_running_loop().time()))
         self.woken.set()
-        if self.fail:
-            raise RuntimeError(f"{self.name} failed")
+        for action in self.then:
+            action()  # type: ignore[operator]
+        if self.fail is not None:
+            raise self.fail
+
+
+def _open_files() -> int:
+    return len(os.listdir("/proc/self/fd"))
 
 
 def _live_loop_timers(loop: asyncio.AbstractEventLoop) -> int:
@@ -85,7 +103,8 @@ async def test_a_failing_callback_is_reported_and_the_others_still_fire() -> Non
     try:
         queue = TimerQueue(loop)
         fired: list[tuple[str, float]] = []
-        bad, good = _Sleeper("bad", fired, fail=True), _Sleeper("good", fired)
+        bad = _Sleeper("bad", fired, fail=RuntimeError("bad failed"))
+        good = _Sleeper("good", fired)
         at = loop.time() + 0.010
         queue.schedule(bad, at)
         queue.schedule(good, at)
@@ -136,3 +155,63 @@ async def test_one_queue_per_loop() -> None:
         assert timer_queue(other) is not timer_queue(loop)
     finally:
         other.close()
+
+
+async def test_a_sleeper_cancelled_or_moved_by_a_callback_of_its_batch_keeps_to_that() -> None:
+    loop = asyncio.get_running_loop()
+    queue = TimerQueue(loop)
+    fired: list[tuple[str, float]] = []
+    first, cancelled, moved = (_Sleeper(name, fired) for name in ("first", "cancelled", "moved"))
+    at = loop.time() + 0.010
+    later = at + 0.030
+    first.then += [lambda: queue.cancel(cancelled), lambda: queue.schedule(moved, later)]
+    for sleeper in (first, cancelled, moved):  # one batch: first is woken first
+        queue.schedule(sleeper, at)
+    await asyncio.wait_for(moved.woken.wait(), DUE)
+    assert [name for name, _ in fired] == ["first", "moved"]
+    assert fired[1][1] >= later - 0.001
+
+
+def test_an_interrupted_batch_leaves_the_rest_due() -> None:
+    loop = asyncio.new_event_loop()
+    try:
+        queue = TimerQueue(loop)
+        fired: list[tuple[str, float]] = []
+        stop, after = _Sleeper("stop", fired, fail=SystemExit(3)), _Sleeper("after", fired)
+        at = loop.time() + 0.005
+        queue.schedule(stop, at)
+        queue.schedule(after, at)
+        with pytest.raises(SystemExit):
+            loop.run_until_complete(asyncio.sleep(DUE))
+        assert [name for name, _ in fired] == ["stop"]
+        loop.run_until_complete(asyncio.wait_for(after.woken.wait(), DUE))
+        assert [name for name, _ in fired] == ["stop", "after"]
+    finally:
+        loop.close()
+
+
+def test_a_finished_loop_and_its_unclosed_connections_are_freed() -> None:
+    async def leave_one_behind() -> None:
+        conn = Connection(True, **loopback_options(ta=0.005, negotiate_ta=False))
+        conn.set_remote_credentials("ufrag", "p" * 22)
+        conn.add_remote_candidate(Candidate.from_sdp("candidate:1 1 udp 1 127.0.0.1 9 typ host"))
+        await conn.gather_all()
+        conn._connect_started = True  # start the checks without awaiting the outcome
+        conn._core.start(conn._time())
+        conn._service()  # a timer entry is armed for the retransmission
+        assert conn._timer_seq
+
+    gc.collect()
+    files = _open_files()
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(leave_one_behind())
+    finally:
+        loop.close()
+    loop_ref = weakref.ref(loop)
+    del loop
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)  # the unclosed socket, collected
+        gc.collect()
+    assert loop_ref() is None
+    assert _open_files() == files  # the connection's socket went with it

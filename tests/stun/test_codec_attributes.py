@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import pickle
 import struct
 import zlib
 from typing import Any
@@ -960,6 +961,9 @@ def test_a_session_key_keeps_its_own_hash_states() -> None:
         )
     assert signed.check_integrity(key)
     assert vars(key)["sha1"] is pads  # not evicted, not recomputed
+    copied = pickle.loads(pickle.dumps(key))  # the hash states are left behind
+    assert type(copied) is stun.SessionKey and copied == key and not vars(copied)
+    assert stun.decode(message.encode(integrity_key=copied)).check_integrity(key)
 
 
 def test_short_term_key_and_userhash() -> None:
