@@ -10,7 +10,7 @@ import socket
 import ssl
 from dataclasses import dataclass, field
 
-from stun.errors import ErrorResponse, ResolutionError
+from stun.errors import REASON_PHRASES, ErrorResponse, ResolutionError
 from stun.uri import ServerAddress, parse_server
 from turn.errors import TurnError
 from turn.uri import parse_turn_uri
@@ -68,25 +68,6 @@ class ServerFailure:
     def __str__(self) -> str:
         return f"{self.server}: {self.reason}"
 
-
-REASON_PHRASES = {
-    300: "Try Alternate",
-    400: "Bad Request",
-    401: "Unauthorized",
-    403: "Forbidden",
-    420: "Unknown Attribute",
-    437: "Allocation Mismatch",
-    438: "Stale Nonce",
-    440: "Address Family not Supported",
-    441: "Wrong Credentials",
-    442: "Unsupported Transport Protocol",
-    443: "Peer Address Family Mismatch",
-    486: "Allocation Quota Reached",
-    487: "Role Conflict",
-    500: "Server Error",
-    508: "Insufficient Capacity",
-}
-"""The RFC 8489 / RFC 8656 reason phrases, for error responses that came without one."""
 
 _REFUSED = errno.ECONNREFUSED
 _UNREACHABLE = (errno.EHOSTUNREACH, errno.ENETUNREACH, errno.ENETDOWN, errno.EHOSTDOWN)

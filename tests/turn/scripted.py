@@ -56,6 +56,10 @@ from stun import (
     nonce_features,
     userhash,
 )
+from stun.errors import REASON_PHRASES
+
+REASONS = REASON_PHRASES
+"""The reason phrase of each error code this server sends."""
 
 Address = tuple[str, int]
 
@@ -69,22 +73,6 @@ RESERVATION_LIFETIME = 30.0
 """Seconds a port reserved by EVEN-PORT with the R bit is held (RFC 8656 section 7.2)."""
 FIRST_RELAY_PORT = 49152
 
-REASONS: dict[int, str] = {
-    300: "Try Alternate",
-    400: "Bad Request",
-    401: "Unauthenticated",
-    403: "Forbidden",
-    420: "Unknown Attribute",
-    437: "Allocation Mismatch",
-    438: "Stale Nonce",
-    440: "Address Family not Supported",
-    441: "Wrong Credentials",
-    442: "Unsupported Transport Protocol",
-    443: "Peer Address Family Mismatch",
-    486: "Allocation Quota Reached",
-    500: "Server Error",
-    508: "Insufficient Capacity",
-}
 
 _TURN_METHODS = frozenset(
     (Method.ALLOCATE, Method.REFRESH, Method.CREATE_PERMISSION, Method.CHANNEL_BIND)
