@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 from tests.coturn import turnserver_path
+from tests.ports import dead_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -22,12 +22,6 @@ def _stun_servers(*args: str) -> subprocess.CompletedProcess[str]:
         timeout=60,
         cwd=ROOT,
     )
-
-
-def _closed_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as placeholder:
-        placeholder.bind(("127.0.0.1", 0))
-        return int(placeholder.getsockname()[1])
 
 
 def _check_answered_all(record: dict[str, Any], count: int) -> None:
@@ -54,7 +48,7 @@ def test_default_surveys_our_loopback_servers() -> None:
 
 
 def test_a_named_server_that_does_not_answer_fails_with_the_reason() -> None:
-    server = f"stun:127.0.0.1:{_closed_udp_port()}"
+    server = f"stun:127.0.0.1:{dead_port()}"
     result = _stun_servers("--server", server, "--count", "2", "--interval", "1")
     assert result.returncode == 1
     header, line, note = result.stdout.splitlines()

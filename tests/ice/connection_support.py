@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import ice
@@ -118,22 +117,6 @@ def selected_row(conn: Connection) -> dict[str, Any]:
     rows = [row for row in conn.stats() if row["selected"]]
     assert len(rows) == 1, conn.stats()
     return rows[0]
-
-
-def dead_port() -> int:
-    """A UDP port on 127.0.0.1 that nothing listens on (bound, then closed)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind((LOOPBACK, 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
-@contextlib.contextmanager
-def silent_port() -> Iterator[int]:
-    """A UDP port on 127.0.0.1 that takes datagrams and never answers (nor draws ICMP)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind((LOOPBACK, 0))
-        yield sock.getsockname()[1]
 
 
 def stun_url(server: Coturn) -> str:

@@ -23,17 +23,16 @@ from tests.ice.connection_support import (
     bounded,
     connect_both,
     connections,
-    dead_port,
     exchange,
     give_candidates,
     give_credentials,
     of_type,
     signal,
-    silent_port,
     stun_url,
     turn_server,
     via_sdp,
 )
+from tests.ports import dead_port, silent_port
 from tests.turn.aio_support import UdpProxy
 
 pytestmark = pytest.mark.usefixtures("loop_errors")

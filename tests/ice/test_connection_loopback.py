@@ -21,13 +21,13 @@ from tests.ice.connection_support import (
     bounded,
     connect_both,
     connections,
-    dead_port,
     exchange,
     give_candidates,
     give_credentials,
     selected_row,
     signal,
 )
+from tests.ports import dead_port
 
 pytestmark = pytest.mark.usefixtures("loop_errors")
 

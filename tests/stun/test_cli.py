@@ -3,25 +3,19 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 from tests.certs import write_pem
 from tests.coturn import Coturn
+from tests.ports import dead_port
 
 
 def _stun(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "stun", *args], capture_output=True, text=True, timeout=timeout
     )
-
-
-def _closed_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as placeholder:
-        placeholder.bind(("127.0.0.1", 0))
-        return int(placeholder.getsockname()[1])
 
 
 def test_help_shows_commands_and_examples() -> None:
@@ -56,7 +50,7 @@ def test_nat_against_local_server_reports_no_nat(coturn_5780: Coturn) -> None:
 
 
 def test_unreachable_server_gives_one_line_error_and_exit_1() -> None:
-    result = _stun("probe", f"127.0.0.1:{_closed_udp_port()}", "--timeout", "5")
+    result = _stun("probe", f"127.0.0.1:{dead_port()}", "--timeout", "5")
     assert result.returncode == 1
     assert result.stdout == ""
     assert result.stderr.count("\n") == 1
@@ -64,7 +58,7 @@ def test_unreachable_server_gives_one_line_error_and_exit_1() -> None:
 
 
 def test_unreachable_server_with_json_prints_an_error_object() -> None:
-    result = _stun("probe", f"127.0.0.1:{_closed_udp_port()}", "--json", "--timeout", "5")
+    result = _stun("probe", f"127.0.0.1:{dead_port()}", "--json", "--timeout", "5")
     assert result.returncode == 1
     assert "unreachable" in json.loads(result.stdout)["error"]
 
