@@ -34,7 +34,7 @@ from benchmarks.servers import COTURN_MISSING, coturn, our_server
 from benchmarks.table import aligned
 from stun import cli
 from stun.client import StunClient, resolve
-from stun.uri import ServerAddress, parse_server
+from stun.uri import ServerAddress, format_address, parse_server
 
 Address = tuple[str, int]
 PERCENTILES = (50, 90, 99)
@@ -94,11 +94,6 @@ def _distribution(rtts: list[float]) -> dict[str, float] | None:
     return {name: value * 1e3 for name, value in figures.items()}
 
 
-def _text(address: Address) -> str:
-    host, port = address
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
 def _describe(exc: Exception) -> str:
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
@@ -128,7 +123,7 @@ async def _binding(client: StunClient, survey: Survey, timeout: float) -> None:
         survey.errors["no mapped address"] += 1
         return
     survey.rtts.append(rtt)
-    survey.mapped[_text(mapped)] += 1
+    survey.mapped[format_address(mapped)] += 1
 
 
 async def _probe(client: StunClient, survey: Survey, plan: Plan, deadline: float) -> None:
@@ -154,7 +149,7 @@ async def survey_server(label: str, target: ServerAddress, plan: Plan) -> Survey
     try:
         async with asyncio.timeout_at(deadline):
             remote = await resolve(target.host, target.port, target.transport)
-            survey.address = _text(remote)
+            survey.address = format_address(remote)
             client = await _open(target, remote)
     except (stun.StunError, OSError) as exc:  # TimeoutError is an OSError
         survey.errors[_describe(exc)] += 1

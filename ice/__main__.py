@@ -14,6 +14,7 @@ from typing import Any, TextIO
 
 from stun import cli
 from stun.service import serve
+from stun.uri import format_address
 from turn.uri import parse_turn_uri
 
 from .candidate import Candidate
@@ -247,8 +248,8 @@ def _candidate_record(candidate: Candidate, elapsed: float) -> dict[str, Any]:
     return {
         "type": str(candidate.type),
         "protocol": candidate.protocol,
-        "address": f"{candidate.host}:{candidate.port}",
-        "related": f"{related[0]}:{related[1]}" if related else None,
+        "address": format_address(candidate.address),
+        "related": format_address(related) if related else None,
         "priority": candidate.priority,
         "server": candidate.server,
         "ms": round(elapsed * 1000, 2),

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from stun.attributes import Address
-from stun.uri import ip_literal
+from stun.uri import format_address, ip_literal
 
 from .errors import CandidateError
 
@@ -174,11 +174,6 @@ def _check_port(value: int, what: str) -> int:
     if not 0 <= value <= 0xFFFF:
         raise CandidateError(f"{what} {value!r} is not in 0..65535")
     return value
-
-
-def _format_address(address: Address) -> str:
-    host, port = address
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -341,11 +336,11 @@ class Candidate:
 
     def __str__(self) -> str:
         transport = f"{self.protocol}/{self.tcptype}" if self.tcptype else self.protocol
-        text = f"{self.type} {transport} {_format_address(self.address)}"
+        text = f"{self.type} {transport} {format_address(self.address)}"
         if self.base is not None and self.base != self.address:
-            text += f" (base {_format_address(self.base)})"
+            text += f" (base {format_address(self.base)})"
         elif self.base is None and self.related_address is not None:
-            text += f" (raddr {_format_address(self.related_address)})"
+            text += f" (raddr {format_address(self.related_address)})"
         if self.server:
             text += f" via {self.server}"
         return text

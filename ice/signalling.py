@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from stun.uri import ip_literal, split_host_port
+from stun.uri import format_address, ip_literal, split_host_port
 
 RETRY = 0.05
 """Seconds between attempts while the meeting point is bound but not answering: the
@@ -50,8 +50,7 @@ class SignalAddress:
     def __str__(self) -> str:
         if self.kind == "unix":
             return f"unix:{self.path}"
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"tcp:{host}:{self.port}"
+        return f"tcp:{format_address((self.host, self.port))}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,6 +25,7 @@ from .uri import (
     DEFAULT_PORT,
     DEFAULT_TLS_PORT,
     Transport,
+    format_address,
     parse_server,
     split_host_port,
 )
@@ -164,11 +165,6 @@ def _tls_context(args: argparse.Namespace) -> ssl.SSLContext:
     return context
 
 
-def _hostport(address: tuple[str, int]) -> str:
-    host, port = address
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
 async def _probe(args: argparse.Namespace) -> int:
     transport: Transport = args.transport or args.server.transport
     context = _tls_context(args) if transport == "tls" else None
@@ -184,9 +180,9 @@ async def _probe(args: argparse.Namespace) -> int:
     record = {
         "server": str(args.server),
         "transport": transport,
-        "server_address": _hostport(result.server),
-        "local": _hostport(result.local),
-        "mapped": _hostport(result.mapped_address),
+        "server_address": format_address(result.server),
+        "local": format_address(result.local),
+        "mapped": format_address(result.mapped_address),
         "rtt_ms": round(result.rtt * 1000, 3),
     }
     text = (
@@ -203,9 +199,9 @@ async def _nat(args: argparse.Namespace) -> int:
     report = await discover(args.server, timeout=args.timeout or 3.0)
     record = {
         "server": str(args.server),
-        "local": _hostport(report.local_address),
-        "mapped": _hostport(report.mapped_address),
-        "other_address": _hostport(report.other_address),
+        "local": format_address(report.local_address),
+        "mapped": format_address(report.mapped_address),
+        "other_address": format_address(report.other_address),
         "behind_nat": report.behind_nat,
         "mapping": report.mapping.value,
         "filtering": report.filtering.value,
@@ -242,7 +238,8 @@ async def _serve(args: argparse.Namespace) -> int:
     )
     addresses = server.addresses
     record = {
-        kind: [_hostport(a) for a in getattr(addresses, kind)] for kind in ("udp", "tcp", "tls")
+        kind: [format_address(a) for a in getattr(addresses, kind)]
+        for kind in ("udp", "tcp", "tls")
     }
     text = "listening " + ", ".join(
         f"{kind} {' '.join(where)}" for kind, where in record.items() if where

@@ -22,8 +22,13 @@ class ServerAddress:
     transport: Transport = "udp"
 
     def __str__(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{self.port}"
+        return format_address((self.host, self.port))
+
+
+def format_address(address: tuple[str, int]) -> str:
+    """``host:port``, an IPv6 host in brackets: ``[::1]:3478``."""
+    host, port = address
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def split_host_port(text: str, default_port: int, *, allow_zero: bool = False) -> tuple[str, int]:

@@ -23,7 +23,7 @@ from typing import Any, Literal, cast
 from stun import StunError, cli
 from stun.attributes import Address
 from stun.client import resolve
-from stun.uri import ServerAddress, split_host_port
+from stun.uri import ServerAddress, format_address, split_host_port
 
 from .aio import Allocation, allocate
 from .credentials import rest_credentials
@@ -58,11 +58,6 @@ PROBE_WAIT = 1.0
 CHANNEL_WAIT = 1.0
 """Seconds to wait for the channel binding after the first echo (none: Send indications)."""
 MAGIC = b"icestack turn check "
-
-
-def _hostport(address: Address) -> str:
-    host, port = address
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 # -- command line ------------------------------------------------------------------------------
@@ -227,10 +222,10 @@ class _Check:
             remote = await resolve(server.host, server.port, server.transport)
             if args.peer is not None:
                 self.peer = await resolve(args.peer[0], args.peer[1], "udp")
-        self.record["server_address"] = _hostport(remote)
-        detail = f"{server.host} is {_hostport(remote)} over {server.transport}"
+        self.record["server_address"] = format_address(remote)
+        detail = f"{server.host} is {format_address(remote)} over {server.transport}"
         if self.peer is not None:
-            detail += f"; peer {args.peer[0]} is {_hostport(self.peer)}"
+            detail += f"; peer {args.peer[0]} is {format_address(self.peer)}"
         self.done("resolve", began, detail)
 
         self.step = "allocate"
@@ -257,15 +252,15 @@ class _Check:
         local = allocation.local_address
         self.behind_nat = local[0] != mapped[0]
         self.record.update(
-            local=_hostport(local),
-            relayed=_hostport(relayed),
-            mapped=_hostport(mapped),
+            local=format_address(local),
+            relayed=format_address(relayed),
+            mapped=format_address(mapped),
             lifetime=allocation.lifetime,
         )
         self.done(
             "allocate",
             began,
-            f"relayed {_hostport(relayed)}, mapped {_hostport(mapped)},"
+            f"relayed {format_address(relayed)}, mapped {format_address(mapped)},"
             f" lifetime {allocation.lifetime} s",
         )
 
@@ -277,10 +272,10 @@ class _Check:
             whose = "our echo"
         else:
             whose = "the peer"
-        detail = f"for {self.peer[0]} ({whose} at {_hostport(self.peer)})"
+        detail = f"for {self.peer[0]} ({whose} at {format_address(self.peer)})"
         if self.echo is not None and self.behind_nat:
-            detail += f"; we are behind a NAT ({_hostport(mapped)}): it may be out of reach"
-        self.record["peer"] = _hostport(self.peer)
+            detail += f"; we are behind a NAT ({format_address(mapped)}): it may be out of reach"
+        self.record["peer"] = format_address(self.peer)
         self.record["echo"] = "peer" if args.peer is not None else "self"
         began = self.loop.time()
         async with asyncio.timeout_at(deadline):
@@ -310,7 +305,7 @@ class _Check:
             self.record["channel"] = True
             asked = self.channel_asked or began
             took = (self.channel_bound - asked) * 1000
-            self.done("channel", asked, f"bound to {_hostport(self.peer)}", ms=took)
+            self.done("channel", asked, f"bound to {format_address(self.peer)}", ms=took)
 
         self.step = "rtt"
         for _ in range(args.count - 1):
@@ -382,7 +377,9 @@ class _Check:
             self.channel.set()
         elif isinstance(event, PeerIcmp):
             icmp = event.icmp
-            self.icmp.append(f"ICMP type {icmp.type} code {icmp.code} from {_hostport(event.peer)}")
+            self.icmp.append(
+                f"ICMP type {icmp.type} code {icmp.code} from {format_address(event.peer)}"
+            )
 
     async def close(self, *, report: bool) -> None:
         if self.echo is not None:
@@ -439,12 +436,12 @@ class _Check:
         icmp = f"; the relay got {self.icmp[-1]}" if self.icmp else ""
         sent = f"no echo came back within {self.args.timeout:g} s ({len(self.sent)} probes sent"
         if self.echo is None:
-            return f"{sent}{icmp}): is {_hostport(self.peer)} a UDP echo the relay can reach?"
+            return f"{sent}{icmp}): is {format_address(self.peer)} a UDP echo the relay can reach?"
         nat = ""
         if self.behind_nat:
             nat = f"; we are behind a NAT: the server sees us as {self.record['mapped']}"
         return (
-            f"{sent}{icmp}): the server may not reach {_hostport(self.peer)}{nat};"
+            f"{sent}{icmp}): the server may not reach {format_address(self.peer)}{nat};"
             f" use --peer HOST:PORT with a UDP echo it can reach"
         )
 

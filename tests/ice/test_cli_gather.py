@@ -13,7 +13,6 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ import pytest
 from ice.__main__ import main
 from stun import Attr, Class, Message, decode
 from tests.coturn import Coturn
+from tests.ports import silent_port
 from tests.udp_responder import udp_responder
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,14 +41,6 @@ def _failures(records: list[dict[str, Any]]) -> dict[str, str]:
     return {r["server"]: r["error"] for r in records if "error" in r}
 
 
-@contextlib.contextmanager
-def _silent_udp_port() -> Iterator[int]:
-    """A bound UDP port that never answers."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        yield int(sock.getsockname()[1])
-
-
 def _closed_tcp_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -62,8 +54,16 @@ def _forbidden(data: bytes) -> bytes:
     return Message(request.method, Class.ERROR, request.transaction_id, error).encode()
 
 
+def test_json_gives_an_ipv6_address_in_brackets(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["gather", "--address", "::1", "--ipv6", "--timeout", "1", "--json"])
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert code == 0
+    (candidate,) = [r for r in records if "address" in r]
+    assert re.fullmatch(r"\[::1\]:\d+", candidate["address"]), candidate
+
+
 def test_a_silent_server_is_named_with_a_timeout(capsys: pytest.CaptureFixture[str]) -> None:
-    with _silent_udp_port() as port:
+    with silent_port() as port:
         turn = _turn(f"turn:127.0.0.1:{port}")
         code, records = _gather(capsys, "--stun", f"stun:127.0.0.1:{port}", *turn)
     assert code == 1
@@ -134,7 +134,7 @@ def _run_gather(stdout: Any, *args: str) -> subprocess.Popen[bytes]:
 
 def test_a_terminal_sees_the_pending_servers_on_one_redrawn_line() -> None:
     master, slave = os.openpty()
-    with _silent_udp_port() as port:
+    with silent_port() as port:
         process = _run_gather(slave, "--stun", f"stun:127.0.0.1:{port}", "--timeout", "1")
         os.close(slave)
         output = _read_terminal(master, process)
@@ -170,7 +170,7 @@ def _read_terminal(master: int, process: subprocess.Popen[bytes]) -> bytes:
 
 
 def test_a_pipe_gets_a_plain_line_per_second_and_json_none() -> None:
-    with _silent_udp_port() as port:
+    with silent_port() as port:
         server = f"stun:127.0.0.1:{port}"
         plain = _run_gather(subprocess.PIPE, "--stun", server, "--timeout", "1.5")
         as_json = _run_gather(subprocess.PIPE, "--stun", server, "--timeout", "1.5", "--json")
