@@ -20,10 +20,11 @@ from typing import Any
 
 from stun.attributes import Attr
 from stun.client import resolve
-from stun.datagram import DatagramSocket
+from stun.datagram import DatagramSocket, IcmpError
 from stun.errors import StunError
 from stun.message import Class, Message, Method, decode
 from stun.transaction import ClientTransaction
+from stun.uri import format_address
 from turn.aio import Allocation, allocate
 from turn.errors import TurnError
 
@@ -458,8 +459,6 @@ class Connection(Driver[CandidatePair]):
                 if future.done():
                     break
                 transaction.handle_timeout(self._time())
-        except OSError as exc:
-            return failure_reason(exc)
         finally:
             del self._queries[transaction.transaction_id]
         if transaction.response is not None:
@@ -488,21 +487,25 @@ class Connection(Driver[CandidatePair]):
     def _unreachable(
         self, base: Address, destination: Address, payload: bytes, error: OSError
     ) -> None:
-        """An ICMP error for a datagram sent from ``base``: the gathering query that sent
-        it fails now (``"refused"`` for a closed port), else the agent's check in flight
-        on that path, instead of at their timeouts."""
+        """An ICMP error for a datagram sent from ``base``, or the kernel's refusal to send
+        it: the gathering query that sent it fails now (``"refused"`` for a closed port),
+        else the agent's check in flight on that path, instead of at their timeouts."""
         if self._closed:
             return
+        icmp = isinstance(error, IcmpError)
         entry = self._queries.get(payload[8:20]) if len(payload) >= 20 else None
         if entry is not None:
             transaction, future = entry
-            failure = StunError(f"{destination[0]}:{destination[1]} sent back ICMP: {error}")
+            where = format_address(destination)
+            what = f"{where} sent back ICMP" if icmp else f"sending to {where} failed"
+            failure = StunError(f"{what}: {error}")
             failure.__cause__ = error
             transaction.cancel(failure)
             if not future.done():
                 future.set_result(None)
             return
-        self._core.handle_unreachable(self._time(), base, destination, f"ICMP: {error.strerror}")
+        reason = f"ICMP: {error.strerror}" if icmp else f"send failed: {error.strerror}"
+        self._core.handle_unreachable(self._time(), base, destination, reason)
         self._service()
 
     async def _relayed(self, server: TurnServer) -> None:

@@ -33,13 +33,19 @@ ErrorHandler = Callable[[OSError], None]
 UnreachableHandler = Callable[[Address, bytes, OSError], None]
 """``(destination, payload, error)``: a datagram we sent to ``destination`` with this
 ``payload`` drew an ICMP error (``error.errno`` ``ECONNREFUSED`` for port unreachable,
-``EHOSTUNREACH``, ``ENETUNREACH`` ...)."""
+``EHOSTUNREACH``, ``ENETUNREACH`` ...), or the kernel refused to send it at all
+(``EACCES`` for a broadcast address, ``ENETUNREACH`` without a route ...)."""
 
 _RECVERR = {socket.AF_INET: (socket.IPPROTO_IP, 11), socket.AF_INET6: (socket.IPPROTO_IPV6, 25)}
 """Linux's IP_RECVERR and IPV6_RECVERR (not in the socket module before Python 3.12)."""
 _EXTENDED_ERROR = struct.Struct("=I")
 """The ``ee_errno`` that opens Linux's ``struct sock_extended_err``."""
 _ERROR_QUEUE_DEPTH = 64
+
+
+class IcmpError(OSError):
+    """An ICMP error the network sent back for one of our datagrams (Linux IP_RECVERR),
+    as against a datagram the kernel refused to send."""
 
 
 class DatagramSocket:
@@ -136,7 +142,15 @@ class DatagramSocket:
         except (BlockingIOError, InterruptedError):
             self._queue(data, address)
         except OSError as exc:
-            self._socket_error(exc)
+            self._send_failed(exc, data, address)
+
+    def _send_failed(self, exc: OSError, data: bytes, address: Address) -> None:
+        """``sendto`` failed: the queued ICMP errors it reports, if any; else the kernel
+        refused this datagram itself, which is ``on_unreachable``'s to hear too."""
+        if self._on_unreachable is None:
+            self._on_error(exc)
+        elif not self._drain_error_queue(exc):
+            self._on_unreachable(address, data, exc)
 
     def _queue(self, data: bytes, address: Address | None) -> None:
         if self._closing:
@@ -163,7 +177,10 @@ class DatagramSocket:
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:
-                self._socket_error(exc)
+                if address is None:
+                    self._on_error(exc)
+                else:
+                    self._send_failed(exc, data, address)
             backlog.popleft()
             self._backlog_bytes -= len(data)
         self._loop.remove_writer(self._fd)
@@ -191,21 +208,24 @@ class DatagramSocket:
                 self._socket_error(exc)
 
     def _socket_error(self, exc: OSError) -> None:
-        """An error the socket reported: with queued ICMP errors, each of them (this one
-        is the latest); else ``on_error``."""
-        if self._on_unreachable is None:
+        """An error the socket reported while reading: the queued ICMP errors, if any
+        (this one is the latest); else ``on_error``."""
+        if self._on_unreachable is None or not self._drain_error_queue(exc):
             self._on_error(exc)
-            return
+
+    def _drain_error_queue(self, exc: OSError) -> int:
+        """Hand each queued ICMP error to ``on_unreachable``; how many there were."""
+        assert self._on_unreachable is not None
         # Every queued error is taken here, where the kernel reports one: the queue
         # keeps the socket readable (EPOLLERR) until it is empty.
         receive = self._sock.recvmsg
-        for _ in range(_ERROR_QUEUE_DEPTH):
+        for count in range(_ERROR_QUEUE_DEPTH):
             try:
                 payload, ancillary, _flags, destination = receive(
                     MAX_DATAGRAM, 512, socket.MSG_ERRQUEUE
                 )
             except OSError:
-                return
+                return count
             errno = next(
                 (
                     _EXTENDED_ERROR.unpack_from(data)[0]
@@ -217,7 +237,8 @@ class DatagramSocket:
             if destination is not None and errno:
                 if len(destination) > 2:
                     destination = (destination[0].partition("%")[0], destination[1])
-                self._on_unreachable(destination, payload, OSError(errno, _strerror(errno)))
+                self._on_unreachable(destination, payload, IcmpError(errno, _strerror(errno)))
+        return _ERROR_QUEUE_DEPTH
 
     # -- closing -----------------------------------------------------------------------------
 

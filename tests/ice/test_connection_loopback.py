@@ -251,15 +251,17 @@ def test_a_tie_breaker_outside_64_bits_is_refused(tie_breaker: int) -> None:
         ice.MultiStreamConnection(True, components=(1, 1), tie_breaker=tie_breaker)
 
 
-async def _fail_against_dead_port(ice_timeout: float) -> tuple[ice.ConnectionFailed, float, int]:
-    """connect() with one remote candidate on a port nothing listens on: the error, the
-    seconds connect() took, and the dead port."""
+async def _fail_against_dead_port(
+    ice_timeout: float, host: str = LOOPBACK
+) -> tuple[ice.ConnectionFailed, float, int]:
+    """connect() with one remote candidate on a port nothing listens on (at ``host``):
+    the error, the seconds connect() took, and the port."""
     port = dead_port()
     async with connections() as make:
         a = make(True, ice_timeout=ice_timeout)
         await bounded(a.gather_all())
         a.set_remote_credentials("deadbeef", "x" * 22)
-        line = f"candidate:1 1 udp 2130706431 {LOOPBACK} {port} typ host"
+        line = f"candidate:1 1 udp 2130706431 {host} {port} typ host"
         a.add_remote_candidate(ice.Candidate.from_sdp(line))
         a.add_remote_candidate(None)
         loop = asyncio.get_running_loop()
@@ -293,6 +295,16 @@ async def test_ice_timeout_report_says_why_the_pair_failed() -> None:
     report = error.pairs[0]
     assert report.state is ice.PairState.FAILED
     assert report.reason == "ICMP: Connection refused"  # at once, not at the check's timeout
+
+
+async def test_a_check_the_kernel_refuses_to_send_fails_with_that_reason() -> None:
+    """A remote candidate on 127.255.255.255, the loopback network's broadcast address:
+    the kernel refuses the datagram (EACCES, no SO_BROADCAST), nothing is sent, and the
+    check fails with that reason, not as an unanswered check at its timeout."""
+    error, _, _ = await _fail_against_dead_port(0.5, host="127.255.255.255")
+    report = error.pairs[0]
+    assert report.state is ice.PairState.FAILED
+    assert report.reason == "send failed: Permission denied"
 
 
 async def test_no_usable_address_is_an_error() -> None:

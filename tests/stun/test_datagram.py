@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import socket
 
 import pytest
 
 from stun.attributes import Address
-from stun.datagram import READ_BATCH, WRITE_BACKLOG, DatagramSocket, open_datagram_socket
+from stun.datagram import (
+    READ_BATCH,
+    WRITE_BACKLOG,
+    DatagramSocket,
+    IcmpError,
+    open_datagram_socket,
+)
+from tests.ports import dead_port
 
 
 class Inbox:
@@ -80,6 +88,41 @@ async def test_port_unreachable_is_reported_on_a_connected_socket() -> None:
     finally:
         sock.close()
     assert isinstance(inbox.errors[0], ConnectionRefusedError)
+
+
+async def test_unreachable_hears_icmp_errors_and_sends_the_kernel_refuses() -> None:
+    """With ``on_unreachable``, an ICMP port unreachable comes back as an IcmpError
+    naming the destination and the payload; a datagram the kernel refuses to send at
+    all (UDP to port 0: EINVAL) is reported the same way, as a plain OSError, and
+    ``on_error`` hears neither."""
+    inbox = Inbox(1)
+    unreachable: list[tuple[Address, bytes, OSError]] = []
+    heard = asyncio.get_running_loop().create_future()
+
+    def on_unreachable(destination: Address, payload: bytes, error: OSError) -> None:
+        unreachable.append((destination, payload, error))
+        if not heard.done():
+            heard.set_result(None)
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as raw:
+        raw.bind(("127.0.0.1", 0))
+        sock = DatagramSocket(raw, inbox.datagram, inbox.error, on_unreachable=on_unreachable)
+        try:
+            sock.sendto(b"to port 0", ("127.0.0.1", 0))
+            assert len(unreachable) == 1  # at once, from sendto itself
+            closed = ("127.0.0.1", dead_port())
+            sock.sendto(b"to a closed port", closed)
+            heard = asyncio.get_running_loop().create_future()
+            await asyncio.wait_for(heard, 2)
+        finally:
+            sock.close()
+    refused_locally, icmp = unreachable
+    assert refused_locally[:2] == (("127.0.0.1", 0), b"to port 0")
+    assert not isinstance(refused_locally[2], IcmpError)
+    assert refused_locally[2].errno == errno.EINVAL
+    assert icmp[:2] == (closed, b"to a closed port")
+    assert isinstance(icmp[2], IcmpError) and icmp[2].errno == errno.ECONNREFUSED
+    assert inbox.errors == []
 
 
 async def test_a_full_send_buffer_queues_then_drains_in_order() -> None:
