@@ -104,11 +104,23 @@ async def test_aioice_controlling_icestack_controlled(
         await exchange_with_aioice(ours, peer)
 
 
-async def _until(predicate: Callable[[], bool], limit: float) -> None:
-    """Poll ``predicate`` every 10 ms until it holds; fail after ``limit`` seconds."""
+async def _until(
+    predicate: Callable[[], bool], limit: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Wait until ``predicate`` holds, checking it each time a Connection has handled a
+    datagram or a timer (white-box: after its ``_service``); fail after ``limit`` s."""
+    serviced = asyncio.Event()
+    service = Connection._service
+
+    def service_and_tell(self: Connection) -> None:
+        service(self)
+        serviced.set()
+
+    monkeypatch.setattr(Connection, "_service", service_and_tell)
     async with asyncio.timeout(limit):
         while not predicate():
-            await asyncio.sleep(0.01)
+            serviced.clear()
+            await serviced.wait()
 
 
 async def test_consent_both_ways_with_aioice(
@@ -127,7 +139,9 @@ async def test_consent_both_ways_with_aioice(
         pair = await connect_with_aioice(ours, peer)
         limit = ice.agent.CONSENT_INTERVAL * 1.2 + 2.0
         await _until(
-            lambda: pair.consent_requests_sent >= 1 and pair.responses_received >= 1, limit
+            lambda: pair.consent_requests_sent >= 1 and pair.responses_received >= 1,
+            limit,
+            monkeypatch,
         )
         assert pair.consent_requests_received >= 20
         assert ours.state.usable

@@ -58,13 +58,14 @@ async def test_a_cancelled_close_leaves_the_releases_of_a_failure_running() -> N
         a = make(True)
         await bounded(a.gather_all())
         a._shut_for(None)  # white-box: closed as a failure closes it
-        released = asyncio.Event()
+        may_finish, released = asyncio.Event(), asyncio.Event()
 
         async def release() -> None:  # stands in for a TURN release
-            await asyncio.sleep(0.05)
+            await may_finish.wait()
             released.set()
 
         a._spawn(release())
-        with pytest.raises(TimeoutError):
+        with pytest.raises(TimeoutError):  # close() waits for the release, which waits
             await asyncio.wait_for(a.close(), 0.01)
+        may_finish.set()
         await bounded(released.wait())

@@ -10,7 +10,6 @@ Hypothesis properties (derandomized, so CI runs are repeatable):
 from __future__ import annotations
 
 import struct
-import time
 
 import pytest
 from hypothesis import given, settings
@@ -186,17 +185,15 @@ def test_a_long_name_reached_through_pointers_is_bounded_too() -> None:
 
 def test_pointer_chains_exhaust_the_work_budget_quickly() -> None:
     # Question k names the previous question's name by a pointer: resolving all of them
-    # takes 1 + 2 + ... steps, far beyond the budget; parsing must give up, and fast.
+    # takes 1 + 2 + ... steps, far beyond the budget; parsing must give up at it.
     wire = bytearray(header(qd=MAX_ENTRIES) + b"\x00" + A_FIXED)
     previous = 12
     for _ in range(MAX_ENTRIES - 1):
         here = len(wire)
         wire += struct.pack("!H", 0xC000 | previous) + A_FIXED
         previous = here
-    started = time.perf_counter()
     with pytest.raises(DnsParseError, match=str(MAX_NAME_STEPS)):
         parse(bytes(wire))
-    assert time.perf_counter() - started < 0.5
 
 
 def test_class_bits_of_other_classes_are_kept_apart() -> None:

@@ -260,15 +260,18 @@ class Lab:
     def impair(self, hosts: list[Host], *, delay: float, loss: float) -> None:
         """Drop ``loss`` of the packets and delay the rest by ``delay`` seconds, in both
         directions of each host's link (its router's LAN and WAN side, or its own
-        interface): ``iptables -m statistic`` and an NFQUEUE delay helper."""
+        interface): ``iptables -m statistic`` and an NFQUEUE delay helper. The drops are
+        every (1 / ``loss``)-th packet of a chain, not random ones: never two in a row,
+        so a run cannot meet a streak of losses that no timeout allows for."""
+        every = round(1 / loss) if loss else 0
         for host in hosts:
             name, chains = host.impairment
             rules = ["*raw"]
             for chain in chains:
-                rules += [
-                    f"-A {chain} -m statistic --mode random --probability {loss} -j DROP",
-                    f"-A {chain} -j NFQUEUE --queue-num 0",
-                ]
+                if every:
+                    drop = f"-m statistic --mode nth --every {every} --packet 0 -j DROP"
+                    rules.append(f"-A {chain} {drop}")
+                rules.append(f"-A {chain} -j NFQUEUE --queue-num 0")
             helper = self.spawn(
                 name, "-m", "tests.natlab.nfqdelay", "--queue", "0", "--delay", str(delay)
             )
