@@ -18,15 +18,17 @@ import heapq
 import random
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, NamedTuple
+from typing import TYPE_CHECKING, Literal
 
 from stun.attributes import MAGIC_COOKIE, Attr, encode_attribute
 from stun.auth import short_term_key
 from stun.errors import ErrorResponse, ParseError
 from stun.message import Class, Message, Method, decode, encode_body
+from stun.server import Transmit as Transmit  # re-exported: ice.Transmit
 from stun.transaction import ClientTransaction
 
 from .candidate import (
+    TYPE_PREFERENCE,
     Address,
     Candidate,
     CandidateType,
@@ -83,7 +85,7 @@ whose candidates have not arrived yet. Between two NATs that map every check to 
 port and let the peer's new ports in, each check would otherwise teach the other side
 a new candidate and a triggered check, forever, starving the ordinary checks of every
 other pair; with 8 that exchange ends about 0.4 s in (at Ta 50 ms)."""
-PRFLX_PREFERENCE = 110
+PRFLX_PREFERENCE = TYPE_PREFERENCE[CandidateType.PRFLX]
 
 Nomination = Literal["regular", "aggressive"]
 
@@ -117,14 +119,6 @@ def is_stun(data: bytes) -> bool:
         and (data[2] << 8 | data[3]) == len(data) - 20
         and data[4:8] == _COOKIE
     )
-
-
-class Transmit(NamedTuple):
-    """A datagram to send: ``data`` from the local base ``local`` to ``remote``."""
-
-    data: bytes
-    local: Address
-    remote: Address
 
 
 @dataclass(slots=True)
@@ -209,6 +203,12 @@ class _Generation:
     def owns(self, pair: CandidatePair) -> bool:
         """Whether ``pair`` is a selected pair of this generation."""
         return self.selected.get(pair.component) is pair
+
+
+def _check_priority(pair: CandidatePair) -> int:
+    """The PRIORITY of a check on ``pair``: what a peer-reflexive candidate of its local
+    candidate would get (RFC 8445 section 7.1.1)."""
+    return (PRFLX_PREFERENCE << 24) | (pair.local.priority & 0xFFFFFF)
 
 
 def _pairable(remote: Candidate) -> bool:
@@ -642,7 +642,7 @@ class Agent:
         self._remote_by_address[key] = candidate
         if not _pairable(candidate):
             return  # carried, never paired: no ICE-TCP; mDNS names are the shell's to resolve
-        for local in list(self._local_by_base.values()):
+        for local in self._local_by_base.values():
             self._form_pair(local, candidate)
         if self.lite and self.remote_lite and self._checking:
             self._select_due = True  # at the next handle_timeout, which is due at once
@@ -928,7 +928,7 @@ class Agent:
             )
         )
         stats.responses_sent += 1
-        if self.state is ConnectionState.CLOSED or self.state is ConnectionState.FAILED:
+        if self.state is ConnectionState.FAILED:  # answered, never paired (CLOSED: no answer)
             return
 
         pair = self.checklist.pairs.get((local, remote))
@@ -1393,7 +1393,7 @@ class Agent:
             transaction_id = self._rng.randbytes(12)
             previous = self._previous
             generation = previous if previous is not None and previous.owns(pair) else None
-            data = self._request(transaction_id, pair, False, generation)
+            data = self._request(transaction_id, pair, False, _check_priority(pair), generation)
             self._transmits.append(Transmit(data, pair.key[0], pair.key[1]))
             key = self._remote_key if generation is None else generation.remote_key
             assert key is not None
@@ -1538,8 +1538,8 @@ class Agent:
         use_candidate = controlling and (pair.nominating or self.aggressive)
         pair.nominating = False
         transaction_id = self._rng.randbytes(12)
-        data = self._request(transaction_id, pair, use_candidate)
-        priority = (PRFLX_PREFERENCE << 24) | (pair.local.priority & 0xFFFFFF)
+        priority = _check_priority(pair)
+        data = self._request(transaction_id, pair, use_candidate, priority)
         checklist = self.checklist
         busy = checklist.count(WAITING) + checklist.count(IN_PROGRESS)
         if self._group is not None:
@@ -1568,15 +1568,16 @@ class Agent:
         transaction_id: bytes,
         pair: CandidatePair,
         use_candidate: bool,
+        priority: int,
         generation: _Generation | None = None,
     ) -> bytes:
-        """A signed, fingerprinted Binding request for ``pair`` (RFC 8445 section 7.1),
-        under the credentials of ``generation`` (from before an ICE restart) if given.
+        """A signed, fingerprinted Binding request for ``pair`` (RFC 8445 section 7.1)
+        carrying ``priority``, under the credentials of ``generation`` (from before an
+        ICE restart) if given.
 
         Its attributes differ only by priority, role and USE-CANDIDATE, so each variant
         is encoded once and then only signed afresh.
         """
-        priority = (PRFLX_PREFERENCE << 24) | (pair.local.priority & 0xFFFFFF)
         variant = (priority, self.controlling, use_candidate)
         if generation is None:
             bodies, key, username = self._bodies, self._remote_key, self._username
@@ -1597,7 +1598,10 @@ class Agent:
         return encode_body(_BINDING, _REQUEST, transaction_id, body, key, True)
 
     def _arm(self, check: _Check) -> None:
-        wake = check.transaction.poll_timeout()
+        transaction = check.transaction
+        wake = transaction.poll_timeout()
+        if wake is not None and check.cancelled:  # it sends nothing more: only its answer
+            wake = transaction.deadline  # may still come, until the deadline
         if wake is not None:
             self._timer_seq += 1
             heapq.heappush(self._timers, (wake, self._timer_seq, check))

@@ -26,6 +26,7 @@ import random
 from collections.abc import Sequence
 
 from .agent import (
+    _SYSTEM_RANDOM,
     DEFAULT_TA,
     Agent,
     AgentStats,
@@ -39,8 +40,6 @@ from .checklist import CheckList
 from .errors import IceError
 from .events import ConnectionState, ConnectionStateChanged, Event
 from .pacer import GLOBAL_PACER, Pacer
-
-_SYSTEM_RANDOM = random.SystemRandom()
 
 
 class MultiStreamAgent:

@@ -42,7 +42,8 @@ _CHANGE_PORT = ChangeRequest.CHANGE_PORT.value
 
 
 class Transmit(NamedTuple):
-    """A response to send: ``data`` from the socket bound to ``local`` to ``remote``."""
+    """A datagram to send: ``data`` from the socket bound to ``local`` to ``remote``
+    (the server's responses; an ICE agent's checks and answers)."""
 
     data: bytes
     local: Address

@@ -191,3 +191,24 @@ def test_a_batch_of_datagrams_is_seen_before_the_next_check() -> None:
         assert agent.poll_transmits() == []
         assert agent.stats.checks_sent == 1
         assert agent.state is ConnectionState.CONNECTED
+
+
+def test_a_cancelled_check_wakes_the_agent_only_at_its_deadline() -> None:
+    """A check that was cancelled (a triggered check or completion replaced it) sends no
+    more retransmissions: after the wake-up already due, the agent's next wake for it is
+    the transaction's deadline (until which its answer still counts), not each
+    retransmission time."""
+    agent = make_agent(True)
+    agent.add_local_candidate(host_candidate(("192.0.2.1", 5000), PREFERENCE, 1))
+    agent.set_remote_credentials("remoteufrag", "remotepasswordremotepass")
+    agent.add_remote_candidate(host_candidate(("192.0.2.2", 6000), PREFERENCE, 1))
+    agent.start(0.0)
+    assert len(agent.poll_transmits()) == 1
+    (check,) = agent._checks.values()  # white-box: the check in flight
+    check.cancelled = True
+    transaction = check.transaction
+    due = transaction.poll_timeout()
+    assert due is not None and due < transaction.deadline
+    agent.handle_timeout(due)
+    assert agent.poll_transmits() == []  # no retransmission of a cancelled check
+    assert [when for when, _, armed in agent._timers if armed is check] == [transaction.deadline]
