@@ -1,5 +1,6 @@
 """The asyncio shell of :class:`~ice.reliable.Reliable` on a connected
-:class:`~ice.connection.Connection`: one reader task and one timer."""
+:class:`~ice.connection.Connection`: one reader task and one deadline in the loop's
+:class:`~ice.timers.TimerQueue` (it moves with nearly every acknowledgement)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ import asyncio
 import contextlib
 
 from .connection import Connection, ConnectionClosed
+from .driver import wake
 from .errors import IceError
 from .reliable import Reliable
+from .timers import timer_queue
 
 
 class Channel:
@@ -19,7 +22,8 @@ class Channel:
         self.core = core
         self._loop = asyncio.get_running_loop()
         self._waiters: list[asyncio.Future[None]] = []
-        self._timer: asyncio.TimerHandle | None = None
+        self._timers = timer_queue(self._loop)
+        self._timer_seq = 0  # this channel's entry in the TimerQueue, 0 for none
         self._timer_at: float | None = None
         self._closed = False
         self._error: IceError | None = None
@@ -64,12 +68,11 @@ class Channel:
     async def close(self) -> None:
         """Stop reading and forget the timer (the connection stays open)."""
         self._closed = True
-        if self._timer is not None:
-            self._timer.cancel()
+        self._timers.cancel(self)
         self._reader.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._reader
-        self._wake()
+        wake(self._waiters)
 
     def _check(self) -> None:
         if self.core.failed is not None:
@@ -84,12 +87,6 @@ class Channel:
         self._waiters.append(waiter)
         await waiter
 
-    def _wake(self) -> None:
-        waiters, self._waiters = self._waiters, []
-        for waiter in waiters:
-            if not waiter.done():
-                waiter.set_result(None)
-
     async def _read(self) -> None:
         try:
             while True:
@@ -100,10 +97,9 @@ class Channel:
             self._error = exc
         finally:
             self._closed = True
-            self._wake()
+            wake(self._waiters)
 
     def _on_timer(self) -> None:
-        self._timer = None
         self._timer_at = None
         self.core.handle_timeout(self._loop.time())
         self._flush()
@@ -119,8 +115,9 @@ class Channel:
             self._closed = True
         deadline = None if self._closed else self.core.poll_timeout()
         if deadline != self._timer_at:  # re-armed only when the deadline moved
-            if self._timer is not None:
-                self._timer.cancel()
             self._timer_at = deadline
-            self._timer = None if deadline is None else self._loop.call_at(deadline, self._on_timer)
-        self._wake()
+            if deadline is None:
+                self._timers.cancel(self)
+            else:
+                self._timers.schedule(self, deadline)
+        wake(self._waiters)
