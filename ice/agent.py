@@ -16,7 +16,6 @@ from __future__ import annotations
 import base64
 import heapq
 import random
-import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
@@ -32,6 +31,7 @@ from .candidate import (
     Address,
     Candidate,
     CandidateType,
+    is_credential,
     make_foundation,
 )
 from .checklist import (
@@ -89,7 +89,6 @@ PRFLX_PREFERENCE = TYPE_PREFERENCE[CandidateType.PRFLX]
 
 Nomination = Literal["regular", "aggressive"]
 
-_ICE_CHARS = re.compile(r"[A-Za-z0-9+/]+")
 _UFRAG_BYTES = 6  # 48 random bits, 8 ice-chars (at least 24 bits required; a multiple of 3)
 _PWD_BYTES = 18  # 144 random bits, 24 ice-chars (at least 128 bits required)
 _COOKIE = MAGIC_COOKIE.to_bytes(4, "big")
@@ -247,7 +246,7 @@ def _check_tie_breaker(value: int | None, rng: random.Random) -> int:
 
 
 def _check_credential(value: str, what: str, low: int) -> str:
-    if not (low <= len(value) <= 256) or not _ICE_CHARS.fullmatch(value):
+    if not is_credential(value, low):
         raise IceError(f"{what} must be {low} to 256 ice-chars (A-Z a-z 0-9 + /), got {value!r}")
     return value
 

@@ -31,6 +31,7 @@ __all__ = [
     "address_family_index",
     "candidate_priority",
     "local_preference",
+    "is_credential",
     "make_foundation",
     "prflx_priority",
     "prune",
@@ -79,6 +80,12 @@ def _as_type(value: CandidateType | str) -> CandidateType:
     if kind is None:
         raise CandidateError(f"unknown candidate type {value!r}")
     return kind
+
+
+def is_credential(value: str, low: int) -> bool:
+    """Whether ``value`` is ``low`` to 256 ice-chars (A-Z a-z 0-9 + /): a ufrag (``low``
+    4) or a password (22), RFC 8839 section 5.4."""
+    return low <= len(value) <= 256 and _ICE_CHARS.issuperset(value)
 
 
 def candidate_priority(type: CandidateType | str, local_preference: int, component: int) -> int:

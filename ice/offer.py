@@ -24,12 +24,11 @@ from __future__ import annotations
 
 import json
 import random
-import string
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
 from .agent import DEFAULT_TA
-from .candidate import Candidate
+from .candidate import Candidate, is_credential
 from .errors import CandidateError, IceError
 
 VERSION = "icestack1"
@@ -39,7 +38,6 @@ MAX_CANDIDATES = 100
 Role = Literal["auto", "controlling", "controlled"]
 Mode = Literal["chat", "send", "receive"]
 
-_ICE_CHARS = frozenset(string.ascii_letters + string.digits + "+/")
 _END = "end-of-candidates"
 _RANDOM = random.SystemRandom()
 _QUARTER = 2**62
@@ -188,7 +186,7 @@ def _credential(fields: dict[str, str], name: str, low: int) -> str:
     value = fields.get(name)
     if value is None:
         raise OfferError(f"the offer has no {name}")
-    if not (low <= len(value) <= 256 and _ICE_CHARS.issuperset(value)):
+    if not is_credential(value, low):
         raise OfferError(f"{name} {value!r} is not {low} to 256 of A-Z a-z 0-9 + /")
     return value
 
