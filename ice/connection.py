@@ -660,8 +660,8 @@ class Connection(Driver[CandidatePair]):
         if not 1 <= component <= self.agent.components:
             raise ValueError(f"no component {component} (1 to {self.agent.components})")
         queue = self._queue(component)
-        readers = self._readers.setdefault(component, [])
         while not queue:
+            readers = self._readers.setdefault(component, [])
             if self._closed:
                 raise self._closed_error()
             reader = asyncio.get_running_loop().create_future()

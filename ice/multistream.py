@@ -280,11 +280,24 @@ class MultiStreamAgent:
     def poll_event(self) -> tuple[int | None, Event] | None:
         """The next event and the stream it concerns (None for the whole agent's
         :class:`~ice.ConnectionStateChanged`), or None."""
-        for index, stream in enumerate(self.streams):
-            while (event := stream.poll_event()) is not None:
-                if not isinstance(event, ConnectionStateChanged):
-                    self._events.append((index, event))
+        self._collect_events()
         return self._events.pop(0) if self._events else None
+
+    def poll_events(self) -> list[tuple[int | None, Event]]:
+        """Every event so far, as :meth:`poll_event` gives them (the list is handed
+        over, not copied)."""
+        self._collect_events()
+        events = self._events
+        if events:
+            self._events = []
+        return events
+
+    def _collect_events(self) -> None:
+        for index, stream in enumerate(self.streams):
+            if stream._events:
+                for event in stream.poll_events():
+                    if type(event) is not ConnectionStateChanged:
+                        self._events.append((index, event))
 
     # -- pacing and state ------------------------------------------------------------------
 

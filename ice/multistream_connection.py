@@ -128,8 +128,7 @@ class MultiStreamConnection(Driver[list[CandidatePair]]):
         streams = self.streams
         for stream in streams:
             stream._send_transmits()
-        while (item := self.agent.poll_event()) is not None:
-            index, event = item
+        for index, event in self.agent.poll_events():
             if index is not None:
                 streams[index]._stream_event(event)
             self._session_event(event)
